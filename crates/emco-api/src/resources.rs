@@ -1,0 +1,556 @@
+//! The generic create/read/update/delete handlers shared by every stored kind of the `/v2` API.
+//!
+//! Each route is built from one [`RestKind`] entry; the handler turns path parameters into a
+//! [`ResourceKey`], decodes and validates the body, and lets the repository enforce integrity.
+//! Order of checks, as upstream's corpus expects: decode (422), validate (400), parents (404),
+//! conflicts (409).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use emco_core::key::ResourceKey;
+use emco_core::kinds::{BodyFormat, NameField, RestKind};
+use emco_store::repository::{BlobChange, RepoError, Stored, Upserted};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::body::{self, Body, FilePart};
+use crate::error::{ApiError, ApiResult};
+
+/// Path parameters in route order.
+pub type PathParams = Path<Vec<(String, String)>>;
+
+/// Builds the key of `kind` from path parameters (and the new resource's own names on create).
+pub fn key_from_path(
+    kind: &RestKind,
+    params: &[(String, String)],
+    own: &[String],
+) -> ApiResult<ResourceKey> {
+    let mut elements: Vec<(String, String)> = kind
+        .fixed
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for (name, value) in params.iter().chain(std::iter::empty()) {
+        if !plausible_name(value) {
+            return Err(ApiError::NotFound(format!("{name} {value:?} not found")));
+        }
+        elements.push((name.clone(), value.clone()));
+    }
+    let path_elements = kind.path_elements();
+    for (name, value) in path_elements.iter().skip(params.len()).zip(own) {
+        elements.push((name.clone(), value.clone()));
+    }
+    Ok(ResourceKey::new(kind.name, elements))
+}
+
+/// Names are validated on create, so a path value that breaks the rule names nothing; refusing it
+/// early also stops `/` (from `%2F`) from shifting key boundaries.
+fn plausible_name(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 256 && !value.contains('/')
+}
+
+/// The parent's key for a collection path (no own elements).
+fn parent_key(kind: &RestKind, params: &[(String, String)]) -> ApiResult<ResourceKey> {
+    let key = key_from_path(kind, params, &[])?;
+    Ok(ResourceKey::new("parent", key.elements))
+}
+
+/// The new resource's own key values, from its body.
+fn own_names(kind: &RestKind, json: &Value) -> ApiResult<Vec<String>> {
+    let name = match kind.name_field {
+        NameField::Metadata => json.pointer("/metadata/name"),
+        NameField::TopLevel(field) => json.get(field),
+    }
+    .and_then(Value::as_str)
+    .unwrap_or("");
+    let field = match kind.name_field {
+        NameField::Metadata => "metadata.name",
+        NameField::TopLevel(f) => f,
+    };
+    if name.is_empty() {
+        return Err(ApiError::BadRequest(format!("{field}: is required")));
+    }
+    if kind.own_elements.len() == 2 {
+        // Composite apps: the version comes from the spec.
+        let version = json
+            .pointer("/spec/compositeAppVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if version.is_empty() {
+            return Err(ApiError::BadRequest(
+                "spec.compositeAppVersion: is required".into(),
+            ));
+        }
+        return Ok(vec![name.to_owned(), version.to_owned()]);
+    }
+    Ok(vec![name.to_owned()])
+}
+
+fn validate(kind: &RestKind, json: &Value) -> ApiResult<()> {
+    emco_core::validate::validate(kind.validation, json)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Checks and packs uploaded files: charts and profiles must be safe archives.
+fn attachment(
+    state: &AppState,
+    kind: &RestKind,
+    body: &Body,
+    creating: bool,
+) -> ApiResult<Option<Vec<u8>>> {
+    let BodyFormat::Multipart { file_required } = kind.body else {
+        if !body.files.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "{} takes a JSON body, not file parts",
+                kind.name
+            )));
+        }
+        return Ok(None);
+    };
+    if body.files.is_empty() {
+        if creating && file_required {
+            return Err(ApiError::BadRequest(
+                "file: is required (multipart part `file`)".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    for f in &body.files {
+        check_file(state, kind, f)?;
+    }
+    Ok(Some(pack_files(&body.files)))
+}
+
+fn check_file(state: &AppState, kind: &RestKind, f: &FilePart) -> ApiResult<()> {
+    let bad = |e: String| {
+        ApiError::BadRequest(format!(
+            "file {:?}: {e}",
+            f.filename.as_deref().unwrap_or(&f.field)
+        ))
+    };
+    match kind.name {
+        "app" => emco_helm::archive::read_chart(&f.contents, &state.archive_limits)
+            .map(|_| ())
+            .map_err(|e| bad(e.to_string())),
+        "appProfile" => emco_helm::archive::read_profile(&f.contents, &state.archive_limits)
+            .map(|_| ())
+            .map_err(|e| bad(e.to_string())),
+        _ if f.contents.is_empty() => Err(bad("is empty".into())),
+        _ => Ok(()),
+    }
+}
+
+/// Attachments are stored as one JSON document listing every uploaded part.
+fn pack_files(files: &[FilePart]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let list: Vec<Value> = files
+        .iter()
+        .map(|f| json!({"field": f.field, "filename": f.filename, "content": b64.encode(&f.contents)}))
+        .collect();
+    serde_json::to_vec(&list).unwrap_or_default()
+}
+
+/// The stored attachment's parts.
+pub fn unpack_files(blob: &[u8]) -> Vec<FilePart> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Ok(list) = serde_json::from_slice::<Vec<Value>>(blob) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|v| {
+            Some(FilePart {
+                field: v.get("field")?.as_str()?.to_owned(),
+                filename: v.get("filename").and_then(Value::as_str).map(str::to_owned),
+                contents: Bytes::from(b64.decode(v.get("content")?.as_str()?).ok()?),
+            })
+        })
+        .collect()
+}
+
+pub async fn create(
+    state: AppState,
+    kind: &'static RestKind,
+    params: Vec<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let body = body::decode(&headers, bytes).await?;
+    validate(kind, &body.json)?;
+    let own = own_names(kind, &body.json)?;
+    let key = key_from_path(kind, &params, &own)?;
+    let blob = attachment(&state, kind, &body, true)?;
+    let stored = state.repo.create(&key, body.json, blob).await?;
+    Ok((StatusCode::CREATED, axum::Json(stored.data)).into_response())
+}
+
+pub async fn update(
+    state: AppState,
+    kind: &'static RestKind,
+    params: Vec<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let body = body::decode(&headers, bytes).await?;
+    validate(kind, &body.json)?;
+    let own = own_names(kind, &body.json)?;
+    let key = key_from_path(kind, &params, &[])?;
+    let path_own: Vec<&str> = key
+        .elements
+        .iter()
+        .rev()
+        .take(own.len())
+        .rev()
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if path_own != own.iter().map(String::as_str).collect::<Vec<_>>() {
+        return Err(ApiError::BadRequest(format!(
+            "name in body ({}) does not match the name in the URL ({})",
+            own.join("/"),
+            path_own.join("/")
+        )));
+    }
+    let blob = match attachment(&state, kind, &body, false)? {
+        Some(b) => BlobChange::Replace(b),
+        None => BlobChange::Keep,
+    };
+    if !kind.put_creates && !state.repo.exists(&key).await? {
+        return Err(RepoError::NotFound(key).into());
+    }
+    let (stored, how) = state.repo.upsert(&key, body.json, blob).await?;
+    let status = match how {
+        Upserted::Created => StatusCode::CREATED,
+        Upserted::Updated => StatusCode::OK,
+    };
+    Ok((status, axum::Json(stored.data)).into_response())
+}
+
+pub async fn get(
+    state: AppState,
+    kind: &'static RestKind,
+    params: Vec<(String, String)>,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let key = key_from_path(kind, &params, &[])?;
+    let stored = state.repo.get(&key).await?;
+    if let Some(wanted) = query.get("key").filter(|_| kind.name == "clusterKv") {
+        return kv_value(&stored, wanted);
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if matches!(kind.body, BodyFormat::Multipart { .. })
+        && (accept.contains("multipart/form-data") || accept.contains("application/octet-stream"))
+    {
+        let files = match state.repo.get_blob(&key).await? {
+            Some(blob) => unpack_files(&blob),
+            None => Vec::new(),
+        };
+        if accept.contains("application/octet-stream") {
+            let Some(first) = files.into_iter().next() else {
+                return Err(ApiError::NotFound(format!("{key} has no file")));
+            };
+            return Ok((
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                first.contents,
+            )
+                .into_response());
+        }
+        return Ok(multipart_response(&stored.data, &files));
+    }
+    Ok((StatusCode::OK, axum::Json(stored.data)).into_response())
+}
+
+/// `GET .../kv-pairs/{kv}?key=K`: the value of one pair.
+fn kv_value(stored: &Stored, wanted: &str) -> ApiResult<Response> {
+    let pairs = stored
+        .data
+        .pointer("/spec/kv")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for pair in pairs {
+        if let Some(v) = pair.get(wanted) {
+            return Ok(axum::Json(json!({ "value": v })).into_response());
+        }
+    }
+    Err(ApiError::NotFound(format!(
+        "key {wanted:?} not found in {}",
+        stored.key
+    )))
+}
+
+fn multipart_response(metadata: &Value, files: &[FilePart]) -> Response {
+    let boundary = "emco-boundary-7d3c1a";
+    let mut out: Vec<u8> = Vec::new();
+    out.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\nContent-Type: application/json\r\n\r\n").as_bytes());
+    out.extend_from_slice(metadata.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for f in files {
+        let filename = f.filename.as_deref().unwrap_or(&f.field);
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                f.field,
+                filename.replace('"', "")
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&f.contents);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (
+        [(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+pub async fn list(
+    state: AppState,
+    kind: &'static RestKind,
+    params: Vec<(String, String)>,
+    query: HashMap<String, String>,
+) -> ApiResult<Response> {
+    let parent = parent_key(kind, &params)?;
+    let items = list_checked(&state, kind, &parent).await?;
+    Ok(axum::Json(list_view(&state, kind, &params, &query, items).await?).into_response())
+}
+
+/// Lists a collection, answering 404 when the parent itself does not exist.
+async fn list_checked(
+    state: &AppState,
+    kind: &RestKind,
+    parent: &ResourceKey,
+) -> ApiResult<Vec<Stored>> {
+    let schema = state.repo.schema();
+    if let Some(parent_kind) = schema.node(kind.name).and_then(|n| n.stored_parent.clone()) {
+        let parent_key = ResourceKey::new(parent_kind, parent.elements.clone());
+        if !state.repo.exists(&parent_key).await? {
+            return Err(RepoError::NotFound(parent_key).into());
+        }
+    }
+    Ok(state.repo.list(kind.name, parent).await?)
+}
+
+/// The collection's JSON, including upstream's query forms.
+async fn list_view(
+    state: &AppState,
+    kind: &RestKind,
+    params: &[(String, String)],
+    query: &HashMap<String, String>,
+    items: Vec<Stored>,
+) -> ApiResult<Value> {
+    let by_spec = |field: &str, wanted: &str| -> Vec<Stored> {
+        items
+            .iter()
+            .filter(|s| {
+                s.data
+                    .pointer(&format!("/spec/{field}"))
+                    .and_then(Value::as_str)
+                    == Some(wanted)
+            })
+            .cloned()
+            .collect()
+    };
+    match kind.name {
+        "cluster" => {
+            if let Some(label) = query.get("label") {
+                let mut names = Vec::new();
+                for s in &items {
+                    let mut label_key = s.key.clone();
+                    label_key.kind = "clusterLabel".into();
+                    label_key
+                        .elements
+                        .push(("clusterLabel".into(), label.clone()));
+                    if state.repo.exists(&label_key).await? {
+                        names.push(Value::String(s.key.name().to_owned()));
+                    }
+                }
+                if names.is_empty() {
+                    return Err(ApiError::NotFound(format!(
+                        "no cluster has label {label:?}"
+                    )));
+                }
+                return Ok(Value::Array(names));
+            }
+            if query.get("withLabels").is_some_and(|v| v == "true") {
+                let mut out = Vec::new();
+                for s in items {
+                    let labels = state.repo.list("clusterLabel", &s.key).await?;
+                    let mut v = s.data;
+                    if let Value::Object(m) = &mut v {
+                        m.insert(
+                            "labels".into(),
+                            Value::Array(labels.into_iter().map(|l| l.data).collect()),
+                        );
+                    }
+                    out.push(v);
+                }
+                return Ok(Value::Array(out));
+            }
+        }
+        "genericAppPlacementIntent" | "appProfile" => {
+            if let Some(app) = query.get("app").or_else(|| query.get("app-name")) {
+                let matched = by_spec("app", app);
+                let Some(first) = matched.into_iter().next() else {
+                    return Err(ApiError::NotFound(format!(
+                        "no {} for app {app:?}",
+                        kind.name
+                    )));
+                };
+                return Ok(if kind.name == "appProfile" {
+                    first.data
+                } else {
+                    first.data.get("spec").cloned().unwrap_or(Value::Null)
+                });
+            }
+        }
+        "groupIntent" => {
+            let wanted = query.get("intent");
+            let intents: Vec<Value> = items
+                .iter()
+                .filter(|s| wanted.is_none_or(|w| s.key.name() == w))
+                .map(|s| {
+                    s.data
+                        .pointer("/spec/intent")
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                })
+                .collect();
+            if wanted.is_some() && intents.is_empty() {
+                return Err(ApiError::NotFound("intent not found".into()));
+            }
+            return Ok(json!({ "intent": intents }));
+        }
+        _ => {}
+    }
+    if let Some(field) = name_query(kind.name)
+        && let Some(wanted) = query.get(field)
+    {
+        let matched: Vec<Value> = items
+            .into_iter()
+            .filter(|s| s.key.name() == wanted)
+            .map(|s| s.data)
+            .collect();
+        if matched.is_empty() {
+            let _ = params;
+            return Err(ApiError::NotFound(format!(
+                "{} {wanted:?} not found",
+                kind.name
+            )));
+        }
+        return Ok(Value::Array(matched));
+    }
+    Ok(Value::Array(items.into_iter().map(|s| s.data).collect()))
+}
+
+/// The query parameter that selects one item of a collection by name, where upstream has one.
+fn name_query(kind: &str) -> Option<&'static str> {
+    match kind {
+        "hpaIntent" => Some("intent"),
+        "hpaConsumer" => Some("consumer"),
+        "hpaResource" => Some("resource"),
+        _ => None,
+    }
+}
+
+pub async fn delete(
+    state: AppState,
+    kind: &'static RestKind,
+    params: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let key = key_from_path(kind, &params, &[])?;
+    state.repo.delete(&key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE` on a collection (where upstream offers it): deletes every item, leaf rules still apply.
+pub async fn delete_all(
+    state: AppState,
+    kind: &'static RestKind,
+    params: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let parent = parent_key(kind, &params)?;
+    for item in list_checked(&state, kind, &parent).await? {
+        state.repo.delete(&item.key).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Route handler adapters: axum wants concrete extractor signatures per route.
+pub fn routes(
+    kind: &'static RestKind,
+) -> (
+    axum::routing::MethodRouter<AppState>,
+    axum::routing::MethodRouter<AppState>,
+) {
+    use axum::routing::{delete as del, get as getr, post, put};
+    let mut collection = post(
+        move |State(s): State<AppState>, Path(p): PathParams, h: HeaderMap, b: Bytes| async move {
+            create(s, kind, p, h, b).await
+        },
+    )
+    .get(
+        move |State(s): State<AppState>,
+              Path(p): PathParams,
+              Query(q): Query<HashMap<String, String>>| async move { list(s, kind, p, q).await },
+    );
+    if kind.delete_collection {
+        collection = collection.merge(del(
+            move |State(s): State<AppState>, Path(p): PathParams| async move {
+                delete_all(s, kind, p).await
+            },
+        ));
+    }
+    let item = getr(
+        move |State(s): State<AppState>, Path(p): PathParams, Query(q): Query<HashMap<String, String>>, h: HeaderMap| async move {
+            get(s, kind, p, q, h).await
+        },
+    )
+    .merge(put(move |State(s): State<AppState>, Path(p): PathParams, h: HeaderMap, b: Bytes| async move {
+        update(s, kind, p, h, b).await
+    }))
+    .merge(del(move |State(s): State<AppState>, Path(p): PathParams| async move { delete(s, kind, p).await }));
+    (collection, item)
+}
+
+/// Root collections have no path parameters; axum's `Path` rejects routes without any.
+pub fn root_routes(
+    kind: &'static RestKind,
+) -> (
+    axum::routing::MethodRouter<AppState>,
+    axum::routing::MethodRouter<AppState>,
+) {
+    use axum::routing::{delete as del, get as getr, post, put};
+    let collection = post(
+        move |State(s): State<AppState>, h: HeaderMap, b: Bytes| async move {
+            create(s, kind, vec![], h, b).await
+        },
+    )
+    .get(
+        move |State(s): State<AppState>, Query(q): Query<HashMap<String, String>>| async move {
+            list(s, kind, vec![], q).await
+        },
+    );
+    let item = getr(
+        move |State(s): State<AppState>, Path(p): PathParams, Query(q): Query<HashMap<String, String>>, h: HeaderMap| async move {
+            get(s, kind, p, q, h).await
+        },
+    )
+    .merge(put(move |State(s): State<AppState>, Path(p): PathParams, h: HeaderMap, b: Bytes| async move {
+        update(s, kind, p, h, b).await
+    }))
+    .merge(del(move |State(s): State<AppState>, Path(p): PathParams| async move { delete(s, kind, p).await }));
+    (collection, item)
+}

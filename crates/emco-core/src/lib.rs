@@ -1,0 +1,8 @@
+//! The pure core of EMCO-rs: resource identity, the referential-integrity schema, the REST kind
+//! table and body validation. Nothing here does I/O.
+
+pub mod key;
+pub mod kinds;
+pub mod lifecycle;
+pub mod refschema;
+pub mod validate;

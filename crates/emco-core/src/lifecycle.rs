@@ -1,0 +1,201 @@
+//! The lifecycle state machine of a deployment intent group, kept beside the group (never inside
+//! the user's document, which GET must return unchanged).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::key::ResourceKey;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DigState {
+    #[default]
+    Created,
+    Approved,
+    Instantiated,
+    InstantiateStopped,
+    Terminated,
+    TerminateStopped,
+    Updated,
+}
+
+impl DigState {
+    pub const ALL: [DigState; 7] = [
+        DigState::Created,
+        DigState::Approved,
+        DigState::Instantiated,
+        DigState::InstantiateStopped,
+        DigState::Terminated,
+        DigState::TerminateStopped,
+        DigState::Updated,
+    ];
+
+    /// Whether resources may be on clusters in this state (then the group cannot be deleted).
+    pub fn is_deployed(self) -> bool {
+        matches!(
+            self,
+            DigState::Instantiated
+                | DigState::InstantiateStopped
+                | DigState::Updated
+                | DigState::TerminateStopped
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Approve,
+    Instantiate,
+    Terminate,
+    Stop,
+    Update,
+    Rollback,
+    Migrate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action:?} a deployment intent group in state {state:?}: {hint}")]
+pub struct TransitionError {
+    pub action: Action,
+    pub state: DigState,
+    pub hint: &'static str,
+}
+
+/// One recorded transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub state: DigState,
+    pub time: String,
+    pub revision: u64,
+}
+
+/// The stored state document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigStatus {
+    pub state: DigState,
+    #[serde(default)]
+    pub actions: Vec<ActionRecord>,
+    /// Revision of the deployed context (0 before the first instantiate).
+    #[serde(default)]
+    pub revision: u64,
+    /// Why the group cannot be deleted now (read by the repository's delete check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_blocked: Option<String>,
+}
+
+impl DigStatus {
+    /// Moves the state machine; `time` is recorded with the new state.
+    pub fn apply(&mut self, action: Action, time: String) -> Result<(), TransitionError> {
+        use DigState as S;
+        let refuse = |hint| {
+            Err(TransitionError {
+                action,
+                state: self.state,
+                hint,
+            })
+        };
+        let next = match (action, self.state) {
+            (Action::Approve, S::Created | S::Terminated | S::Approved) => S::Approved,
+            (Action::Approve, _) => return refuse("it is deployed; terminate it first"),
+            (Action::Instantiate, S::Approved) => S::Instantiated,
+            (Action::Instantiate, S::Created | S::Terminated) => return refuse("approve it first"),
+            (Action::Instantiate, _) => return refuse("it is already instantiated"),
+            (Action::Terminate, s) if s.is_deployed() => S::Terminated,
+            (Action::Terminate, _) => return refuse("it is not instantiated"),
+            (Action::Stop, S::Instantiated | S::Updated) => S::InstantiateStopped,
+            (Action::Stop, S::Terminated) => S::TerminateStopped,
+            (Action::Stop, _) => return refuse("no instantiate or terminate is in progress"),
+            (Action::Update | Action::Rollback | Action::Migrate, S::Instantiated | S::Updated) => {
+                S::Updated
+            }
+            (Action::Update | Action::Rollback | Action::Migrate, _) => {
+                return refuse("it is not instantiated");
+            }
+        };
+        self.state = next;
+        self.actions.push(ActionRecord {
+            state: next,
+            time,
+            revision: self.revision,
+        });
+        self.delete_blocked = next
+            .is_deployed()
+            .then(|| "the deployment intent group is instantiated; terminate it first".to_owned());
+        Ok(())
+    }
+}
+
+/// The status document served at `.../status`.
+pub fn status_document(key: &ResourceKey, dig: &Value, status: &DigStatus) -> Value {
+    json!({
+        "project": key.get("project"),
+        "compositeApp": key.get("compositeApp"),
+        "compositeAppVersion": key.get("compositeAppVersion"),
+        "compositeProfile": dig.pointer("/spec/compositeProfile"),
+        "name": key.name(),
+        "states": { "actions": status.actions },
+        "status": status.state,
+        "deployedStatus": status.state,
+    })
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC (`2026-11-23T13:24:46Z`).
+pub fn format_rfc3339(unix_seconds: u64) -> String {
+    let days = (unix_seconds / 86_400) as i64;
+    let secs = unix_seconds % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn happy_path_and_delete_blocking() {
+        let mut s = DigStatus::default();
+        assert!(s.apply(Action::Instantiate, "t0".into()).is_err());
+        s.apply(Action::Approve, "t1".into()).unwrap();
+        s.apply(Action::Approve, "t1b".into()).unwrap();
+        assert!(s.delete_blocked.is_none());
+        s.apply(Action::Instantiate, "t2".into()).unwrap();
+        assert!(s.delete_blocked.is_some());
+        assert!(s.apply(Action::Approve, "t3".into()).is_err());
+        s.apply(Action::Update, "t4".into()).unwrap();
+        s.apply(Action::Terminate, "t5".into()).unwrap();
+        assert_eq!(s.state, DigState::Terminated);
+        assert!(s.delete_blocked.is_none());
+        assert!(s.apply(Action::Terminate, "t6".into()).is_err());
+        assert_eq!(s.actions.len(), 5);
+    }
+
+    #[test]
+    fn state_document_round_trips() {
+        let mut s = DigStatus::default();
+        s.apply(Action::Approve, "t".into()).unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["state"], "Approved");
+        assert_eq!(serde_json::from_value::<DigStatus>(v).unwrap(), s);
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_rfc3339(1_795_440_286), "2026-11-23T13:24:46Z");
+    }
+}

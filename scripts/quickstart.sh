@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The main job: builds the hub and emcoctl, starts `emco serve` on its embedded store, loads the
+# quick-start sample (examples/quickstart) through emcoctl, and keeps the hub serving until Ctrl-C.
+# QUICKSTART_EXIT=1 stops after loading; EMCO_LISTEN overrides 127.0.0.1:9015.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+source scripts/ensure-deps.sh
+
+listen="${EMCO_LISTEN:-127.0.0.1:9015}"
+work="$repo/.quickstart"
+cargo build --quiet --locked -p emco -p emcoctl
+bin="$repo/target/debug"
+
+rm -rf "$work"
+mkdir -p "$work/data" "$work/out" "$work/kube"
+
+# Chart and profile archives, as `helm package` / upstream's setup scripts make them.
+tar -czf "$work/out/hello.tgz" -C examples/quickstart/charts hello
+tar -czf "$work/out/hello-profile.tgz" -C examples/quickstart/profiles/hello manifest.yaml override_values.yaml
+
+# Kubeconfigs for the edge clusters (served by `emco sim` once it exists).
+for c in edge-1 edge-2 edge-3; do
+  cat > "$work/kube/$c.kubeconfig" <<KUBE
+apiVersion: v1
+kind: Config
+clusters:
+- name: $c
+  cluster:
+    server: http://127.0.0.1:9016/clusters/$c
+contexts:
+- name: $c
+  context: {cluster: $c, user: admin}
+current-context: $c
+users:
+- name: admin
+  user: {token: quickstart}
+KUBE
+done
+
+host="${listen%:*}"; port="${listen##*:}"
+{
+  for svc in orchestrator clm ncm ovnaction dcm gac dtc hpa-plc sfc sfcclient tac workflowmgr; do
+    printf '%s:\n  host: %s\n  port: %s\n' "$svc" "$host" "$port"
+  done
+} > "$work/emco-cfg.yaml"
+{ cat examples/quickstart/values.yaml; printf 'Out: %s\nKubeconfigDir: %s\n' "$work/out" "$work/kube"; } > "$work/values.yaml"
+
+"$bin/emco" serve --listen "$listen" --data "$work/data" 2> "$work/hub.log" &
+hub=$!
+trap 'kill $hub 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://$listen/healthz" >/dev/null 2>&1 && break
+  kill -0 "$hub" 2>/dev/null || { cat "$work/hub.log"; exit 1; }
+  sleep 0.1
+done
+
+ctl=("$bin/emcoctl" --config "$work/emco-cfg.yaml")
+"${ctl[@]}" apply -f examples/quickstart/prerequisites.yaml -v "$work/values.yaml"
+"${ctl[@]}" apply -f examples/quickstart/deployment.yaml -v "$work/values.yaml"
+echo
+echo "== the deployment intent group and its state"
+curl -fsS "http://$listen/v2/projects/demo/composite-apps/hello-app/v1/deployment-intent-groups/hello-dig"; echo
+curl -fsS "http://$listen/v2/projects/demo/composite-apps/hello-app/v1/deployment-intent-groups/hello-dig/status"; echo
+echo "== clusters labelled edge"
+curl -fsS "http://$listen/v2/cluster-providers/edge-provider/clusters?label=edge"; echo
+
+if [ "${QUICKSTART_EXIT:-0}" = "1" ]; then
+  exit 0
+fi
+echo
+echo "hub serving on http://$listen (API document: http://$listen/v2/openapi.json); Ctrl-C to stop"
+wait "$hub"
