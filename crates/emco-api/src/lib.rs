@@ -82,6 +82,9 @@ const DIG_ACTIONS: &[(&str, Option<Action>)] = &[
     ("migrate", Some(Action::Migrate)),
 ];
 const LC_ACTIONS: &[&str] = &["instantiate", "terminate", "update", "stop"];
+const CLUSTER_PATH: &str = "/v2/cluster-providers/{clusterProvider}/clusters/{cluster}";
+/// Network (ncm) actions on one cluster.
+const CLUSTER_ACTIONS: &[&str] = &["apply", "terminate", "stop"];
 
 /// Every route the hub serves.
 pub fn route_table() -> Vec<RouteDoc> {
@@ -236,6 +239,17 @@ pub fn route_table() -> Vec<RouteDoc> {
         d.responses = vec![(404, "not found"), (501, "not available yet")];
         out.push(d);
     }
+    for action in CLUSTER_ACTIONS {
+        let mut d = doc(
+            "POST",
+            format!("{CLUSTER_PATH}/{action}"),
+            format!("{action}_clusterNetworks"),
+            format!("{action} the networks of a cluster"),
+            "lifecycle",
+        );
+        d.responses = vec![(404, "not found"), (501, "not available yet")];
+        out.push(d);
+    }
     let schema_tag = "schema";
     let mut reg = doc(
         "POST",
@@ -353,6 +367,17 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             post(
                 move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
                     lifecycle::logical_cloud_action(s, p, action).await
+                },
+            ),
+        );
+    }
+    for action in CLUSTER_ACTIONS {
+        let action: &'static str = action;
+        router = router.route(
+            &format!("{CLUSTER_PATH}/{action}"),
+            post(
+                move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
+                    lifecycle::cluster_network_action(s, p, action).await
                 },
             ),
         );

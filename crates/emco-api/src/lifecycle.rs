@@ -9,8 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use emco_core::key::ResourceKey;
-use emco_core::lifecycle::{Action, DigState, DigStatus};
-use serde_json::Value;
+use emco_core::lifecycle::{Action, DigStatus};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -106,12 +105,19 @@ pub async fn logical_cloud_action(
     )))
 }
 
-/// Keeps `DigState` in the public surface of this module for route docs.
-pub fn state_names() -> Vec<Value> {
-    DigState::ALL
-        .iter()
-        .map(|s| Value::String(format!("{s:?}")))
-        .collect()
+/// Network (ncm) actions on a cluster: applying networks to clusters is not implemented yet.
+pub async fn cluster_network_action(
+    state: AppState,
+    params: Vec<(String, String)>,
+    action: &str,
+) -> ApiResult<Response> {
+    let kind = emco_core::kinds::rest_kind("cluster")
+        .ok_or_else(|| ApiError::Internal("cluster kind missing".into()))?;
+    let key = key_from_path(kind, &params, &[])?;
+    state.repo.get(&key).await?;
+    Err(ApiError::NotImplemented(format!(
+        "{action} of the networks of {key}: network deployment (ncm) is not available in this build yet"
+    )))
 }
 
 fn now() -> String {

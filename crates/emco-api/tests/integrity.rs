@@ -1,5 +1,7 @@
 //! Referential integrity through the REST API, in process (router + real redb store).
 
+#![allow(clippy::unwrap_used)] // test harness: a failed setup should panic loudly
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -370,7 +372,7 @@ async fn openapi_covers_every_route() {
             route.path
         );
         // And the router really serves it: fill placeholders, expect anything but the fallback.
-        let concrete = route.path.replace('{', "").replace('}', "");
+        let concrete = route.path.replace(['{', '}'], "");
         let (status, text) = hub.call(route.method, &concrete, None).await;
         assert!(
             !(status == StatusCode::NOT_FOUND && text == "404 page not found\n")

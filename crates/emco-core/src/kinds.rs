@@ -273,6 +273,25 @@ pub static REST_KINDS: &[RestKind] = &[
         ),
     ),
     RestKind::json("dtcController", "dtc-controllers"),
+    // OVN action controller (network interfaces of workloads).
+    RestKind::json(
+        "netControllerIntent",
+        path!(DIG, "/network-controller-intent"),
+    ),
+    RestKind::json(
+        "workloadIntent",
+        path!(
+            DIG,
+            "/network-controller-intent/{netControllerIntent}/workload-intents"
+        ),
+    ),
+    RestKind::json(
+        "interfaceIntent",
+        path!(
+            DIG,
+            "/network-controller-intent/{netControllerIntent}/workload-intents/{workloadIntent}/interfaces"
+        ),
+    ),
     // HPA placement controller.
     RestKind::json("hpaIntent", path!(DIG, "/hpa-intents")).deletable_collection(),
     RestKind::json(
@@ -360,6 +379,10 @@ pub fn base_segment() -> SchemaSegment {
         res("hpaIntent", p("deploymentIntentGroup"), vec![to("app")]),
         res("hpaConsumer", p("hpaIntent"), vec![]),
         res("hpaResource", p("hpaConsumer"), vec![]),
+        // OVN action controller.
+        res("netControllerIntent", p("deploymentIntentGroup"), vec![]),
+        res("workloadIntent", p("netControllerIntent"), vec![to("app")]),
+        res("interfaceIntent", p("workloadIntent"), vec![]),
         // Networks.
         res("providerNetwork", p("cluster"), vec![]),
         res("network", p("cluster"), vec![]),

@@ -899,21 +899,3 @@ fn messages_name_the_problem() {
         assert_eq!(err.to_string(), expected);
     }
 }
-
-#[test]
-fn scratch_timing() {
-    let bodies: Vec<(&str, Value)> = known_kinds().iter().map(|k| (*k, valid_body(k))).collect();
-    let start = std::time::Instant::now();
-    let rounds = 2000;
-    for _ in 0..rounds {
-        for (kind, body) in &bodies {
-            assert!(super::validate(kind, body).is_ok());
-        }
-    }
-    let n = rounds * bodies.len();
-    println!(
-        "TIMING {n} validations in {:?} = {:?} each",
-        start.elapsed(),
-        start.elapsed() / n as u32
-    );
-}
