@@ -9,3 +9,10 @@ source scripts/ensure-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+
+# The README's main command must keep working: run the quick start once, non-interactively, on a
+# free port.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+QUICKSTART_EXIT=1 EMCO_LISTEN="127.0.0.1:$port" scripts/quickstart.sh > target/quickstart.log 2>&1 \
+  || { tail -50 target/quickstart.log; echo "quickstart failed"; exit 1; }
+echo "quickstart: ok"
