@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, clippy, and all tests (unit, store suites on redb and a
-# real local etcd, end-to-end hub and emcoctl tests, the upstream conformance replay).
+# Runs every check CI runs: formatting, clippy, the quick start (the README's main command), and
+# all tests (unit, store suites on redb and a real local etcd, end-to-end hub and emcoctl tests,
+# the upstream conformance replay). Extra arguments go to `cargo nextest run`.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -8,11 +9,13 @@ source scripts/ensure-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo nextest run --workspace --locked --no-fail-fast "$@"
 
 # The README's main command must keep working: run the quick start once, non-interactively, on a
 # free port.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
 QUICKSTART_EXIT=1 EMCO_LISTEN="127.0.0.1:$port" scripts/quickstart.sh > target/quickstart.log 2>&1 \
   || { tail -50 target/quickstart.log; echo "quickstart failed"; exit 1; }
 echo "quickstart: ok"
+
+cargo nextest run --workspace --locked --no-fail-fast "$@"
