@@ -334,11 +334,7 @@ fn list_queries(kind: &str) -> Vec<&'static str> {
 pub fn router(state: AppState, max_body: usize) -> Router {
     let mut router: Router<AppState> = Router::new();
     for kind in REST_KINDS {
-        let (collection, item) = if kind.collection.contains('{') {
-            resources::routes(kind)
-        } else {
-            resources::root_routes(kind)
-        };
+        let (collection, item) = resources::routes(kind);
         router = router
             .route(&format!("/v2/{}", kind.collection), collection)
             .route(&format!("/v2/{}", kind.item_path()), item);

@@ -35,7 +35,7 @@ pub fn key_from_path(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    for (name, value) in params.iter().chain(std::iter::empty()) {
+    for (name, value) in params {
         if !plausible_name(value) {
             return Err(ApiError::NotFound(format!("{name} {value:?} not found")));
         }
@@ -324,7 +324,7 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let parent = parent_key(kind, &params)?;
     let items = list_checked(&state, kind, &parent).await?;
-    Ok(axum::Json(list_view(&state, kind, &params, &query, items).await?).into_response())
+    Ok(axum::Json(list_view(&state, kind, &query, items).await?).into_response())
 }
 
 /// Lists a collection, answering 404 when the parent itself does not exist.
@@ -347,7 +347,6 @@ async fn list_checked(
 async fn list_view(
     state: &AppState,
     kind: &RestKind,
-    params: &[(String, String)],
     query: &HashMap<String, String>,
     items: Vec<Stored>,
 ) -> ApiResult<Value> {
@@ -444,7 +443,6 @@ async fn list_view(
             .map(|s| s.data)
             .collect();
         if matched.is_empty() {
-            let _ = params;
             return Err(ApiError::NotFound(format!(
                 "{} {wanted:?} not found",
                 kind.name
@@ -488,69 +486,64 @@ pub async fn delete_all(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Route handler adapters: axum wants concrete extractor signatures per route.
+/// Path parameters in route order; empty for root collections (where axum's `Path` refuses).
+pub struct Params(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = axum::extract::rejection::PathRejection;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::PathRejection;
+        match Path::<Vec<(String, String)>>::from_request_parts(parts, state).await {
+            Ok(Path(p)) => Ok(Params(p)),
+            Err(PathRejection::MissingPathParams(_)) => Ok(Params(Vec::new())),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+type Q = Query<HashMap<String, String>>;
+
+/// The collection and item method routers of one kind.
 pub fn routes(
     kind: &'static RestKind,
 ) -> (
     axum::routing::MethodRouter<AppState>,
     axum::routing::MethodRouter<AppState>,
 ) {
-    use axum::routing::{delete as del, get as getr, post, put};
+    use axum::routing::{delete as del, get as getr, post};
     let mut collection = post(
-        move |State(s): State<AppState>, Path(p): PathParams, h: HeaderMap, b: Bytes| async move {
+        move |State(s): State<AppState>, Params(p): Params, h: HeaderMap, b: Bytes| async move {
             create(s, kind, p, h, b).await
         },
     )
     .get(
-        move |State(s): State<AppState>,
-              Path(p): PathParams,
-              Query(q): Query<HashMap<String, String>>| async move { list(s, kind, p, q).await },
+        move |State(s): State<AppState>, Params(p): Params, Query(q): Q| async move {
+            list(s, kind, p, q).await
+        },
     );
     if kind.delete_collection {
         collection = collection.merge(del(
-            move |State(s): State<AppState>, Path(p): PathParams| async move {
+            move |State(s): State<AppState>, Params(p): Params| async move {
                 delete_all(s, kind, p).await
             },
         ));
     }
     let item = getr(
-        move |State(s): State<AppState>, Path(p): PathParams, Query(q): Query<HashMap<String, String>>, h: HeaderMap| async move {
+        move |State(s): State<AppState>, Params(p): Params, Query(q): Q, h: HeaderMap| async move {
             get(s, kind, p, q, h).await
         },
     )
-    .merge(put(move |State(s): State<AppState>, Path(p): PathParams, h: HeaderMap, b: Bytes| async move {
-        update(s, kind, p, h, b).await
-    }))
-    .merge(del(move |State(s): State<AppState>, Path(p): PathParams| async move { delete(s, kind, p).await }));
-    (collection, item)
-}
-
-/// Root collections have no path parameters; axum's `Path` rejects routes without any.
-pub fn root_routes(
-    kind: &'static RestKind,
-) -> (
-    axum::routing::MethodRouter<AppState>,
-    axum::routing::MethodRouter<AppState>,
-) {
-    use axum::routing::{delete as del, get as getr, post, put};
-    let collection = post(
-        move |State(s): State<AppState>, h: HeaderMap, b: Bytes| async move {
-            create(s, kind, vec![], h, b).await
+    .put(
+        move |State(s): State<AppState>, Params(p): Params, h: HeaderMap, b: Bytes| async move {
+            update(s, kind, p, h, b).await
         },
     )
-    .get(
-        move |State(s): State<AppState>, Query(q): Query<HashMap<String, String>>| async move {
-            list(s, kind, vec![], q).await
-        },
+    .delete(
+        move |State(s): State<AppState>, Params(p): Params| async move { delete(s, kind, p).await },
     );
-    let item = getr(
-        move |State(s): State<AppState>, Path(p): PathParams, Query(q): Query<HashMap<String, String>>, h: HeaderMap| async move {
-            get(s, kind, p, q, h).await
-        },
-    )
-    .merge(put(move |State(s): State<AppState>, Path(p): PathParams, h: HeaderMap, b: Bytes| async move {
-        update(s, kind, p, h, b).await
-    }))
-    .merge(del(move |State(s): State<AppState>, Path(p): PathParams| async move { delete(s, kind, p).await }));
     (collection, item)
 }
