@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(dead_code)] // shared with the store conformance suite; this file uses the fixtures only
 mod common;
 
 use std::sync::Arc;
