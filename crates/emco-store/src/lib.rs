@@ -17,6 +17,8 @@
 //! address such as `etcd://h1:2379,h2:2379`.
 
 pub mod repository;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::Path;
 use std::pin::Pin;

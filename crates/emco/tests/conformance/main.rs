@@ -204,6 +204,20 @@ async fn upstream_rest_corpus_replays_against_the_hub_with_strict_references() -
     replay(&[], expected::load_strict_expected_failures()?).await
 }
 
+/// The same replay with all state in a real etcd (strict references).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_rest_corpus_replays_against_the_hub_on_etcd() -> anyhow::Result<()> {
+    let Some(etcd) = emco_store::testing::EtcdServer::start() else {
+        return Ok(());
+    };
+    let address = etcd.endpoint.replace("http://", "etcd://");
+    replay(
+        &["--store", &address],
+        expected::load_strict_expected_failures()?,
+    )
+    .await
+}
+
 async fn replay(hub_args: &[&str], expected: BTreeMap<StepId, String>) -> anyhow::Result<()> {
     let rows = corpus::load_sequence()?;
     let scratch = tempfile::tempdir()?;
