@@ -113,7 +113,14 @@ fn attachment(
         return Ok(None);
     };
     if body.files.is_empty() {
-        if creating && file_required {
+        // Clusters managed through GitOps have no kubeconfig (as upstream).
+        let gitops = kind.name == "cluster"
+            && body
+                .json
+                .pointer("/spec/gitOps/gitOpsType")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.is_empty());
+        if creating && file_required && !gitops {
             return Err(ApiError::BadRequest(
                 "file: is required (multipart part `file`)".into(),
             ));
@@ -324,7 +331,7 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let parent = parent_key(kind, &params)?;
     let items = list_checked(&state, kind, &parent).await?;
-    Ok(axum::Json(list_view(&state, kind, &query, items).await?).into_response())
+    Ok(axum::Json(list_view(&state, kind, &parent, &query, items).await?).into_response())
 }
 
 /// Lists a collection, answering 404 when the parent itself does not exist.
@@ -347,6 +354,7 @@ async fn list_checked(
 async fn list_view(
     state: &AppState,
     kind: &RestKind,
+    parent: &ResourceKey,
     query: &HashMap<String, String>,
     items: Vec<Stored>,
 ) -> ApiResult<Value> {
@@ -364,38 +372,45 @@ async fn list_view(
     };
     match kind.name {
         "cluster" => {
-            if let Some(label) = query.get("label") {
-                let mut names = Vec::new();
-                for s in &items {
-                    let mut label_key = s.key.clone();
-                    label_key.kind = "clusterLabel".into();
-                    label_key
-                        .elements
-                        .push(("clusterLabel".into(), label.clone()));
-                    if state.repo.exists(&label_key).await? {
-                        names.push(Value::String(s.key.name().to_owned()));
+            let label = query.get("label");
+            let with_labels = query.get("withLabels").is_some_and(|v| v == "true");
+            if label.is_some() || with_labels {
+                // One prefix scan for every label of the provider, not one read per cluster.
+                let mut labels: HashMap<String, Vec<Stored>> = HashMap::new();
+                for l in state.repo.list("clusterLabel", parent).await? {
+                    let cluster = l.key.get("cluster").unwrap_or_default().to_owned();
+                    labels.entry(cluster).or_default().push(l);
+                }
+                let labels_of = |s: &Stored| {
+                    labels
+                        .get(s.key.name())
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                };
+                if let Some(label) = label {
+                    let names: Vec<Value> = items
+                        .iter()
+                        .filter(|s| labels_of(s).iter().any(|l| l.key.name() == label))
+                        .map(|s| Value::String(s.key.name().to_owned()))
+                        .collect();
+                    if names.is_empty() {
+                        return Err(ApiError::NotFound(format!(
+                            "no cluster has label {label:?}"
+                        )));
                     }
+                    return Ok(Value::Array(names));
                 }
-                if names.is_empty() {
-                    return Err(ApiError::NotFound(format!(
-                        "no cluster has label {label:?}"
-                    )));
-                }
-                return Ok(Value::Array(names));
-            }
-            if query.get("withLabels").is_some_and(|v| v == "true") {
-                let mut out = Vec::new();
-                for s in items {
-                    let labels = state.repo.list("clusterLabel", &s.key).await?;
-                    let mut v = s.data;
-                    if let Value::Object(m) = &mut v {
-                        m.insert(
-                            "labels".into(),
-                            Value::Array(labels.into_iter().map(|l| l.data).collect()),
-                        );
-                    }
-                    out.push(v);
-                }
+                let out = items
+                    .iter()
+                    .map(|s| {
+                        let mut v = s.data.clone();
+                        if let Value::Object(m) = &mut v {
+                            let list = labels_of(s).iter().map(|l| l.data.clone()).collect();
+                            m.insert("labels".into(), Value::Array(list));
+                        }
+                        v
+                    })
+                    .collect();
                 return Ok(Value::Array(out));
             }
         }

@@ -414,3 +414,70 @@ async fn uploads_round_trip_and_get_honours_accept() {
         .await;
     assert_eq!(raw.body, archive);
 }
+
+#[tokio::test]
+async fn cluster_label_queries_and_gitops_clusters() {
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
+    assert_eq!(
+        hub.json(
+            "POST",
+            "/v2/cluster-providers",
+            json!({"metadata": {"name": "prov"}})
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let clusters = "/v2/cluster-providers/prov/clusters";
+    for name in ["c3", "c1", "c2"] {
+        let reply = hub
+            .multipart(
+                "POST",
+                clusters,
+                &json!({"metadata": {"name": name}}),
+                Some(("config", b"kube")),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    }
+    // A cluster without a kubeconfig is refused unless GitOps manages it.
+    let reply = hub
+        .multipart("POST", clusters, &json!({"metadata": {"name": "c4"}}), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    let gitops = json!({"metadata": {"name": "g1"}, "spec": {"gitOps": {"gitOpsType": "fluxcd", "gitOpsReferenceObject": "repo", "gitOpsResourceObject": "repo"}}});
+    assert_eq!(
+        hub.multipart("POST", clusters, &gitops, None).await.status,
+        StatusCode::CREATED
+    );
+    for (cluster, label) in [
+        ("c3", "edge"),
+        ("c1", "edge"),
+        ("c1", "gpu"),
+        ("c2", "core"),
+    ] {
+        let path = format!("{clusters}/{cluster}/labels");
+        assert_eq!(
+            hub.json("POST", &path, json!({"clusterLabel": label}))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+    let edge: Value =
+        serde_json::from_slice(&hub.get(&format!("{clusters}?label=edge")).await.body).unwrap();
+    assert_eq!(edge, json!(["c3", "c1"]), "names, in creation order");
+    assert_eq!(
+        hub.get(&format!("{clusters}?label=none")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let with: Value =
+        serde_json::from_slice(&hub.get(&format!("{clusters}?withLabels=true")).await.body)
+            .unwrap();
+    assert_eq!(with[0]["metadata"]["name"], "c3");
+    assert_eq!(
+        with[1]["labels"],
+        json!([{"clusterLabel": "edge"}, {"clusterLabel": "gpu"}])
+    );
+    assert_eq!(with[3]["labels"], json!([]));
+}
