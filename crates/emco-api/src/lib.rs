@@ -72,19 +72,35 @@ fn doc(method: &'static str, path: String, id: String, summary: String, tag: &st
 const DIG_PATH: &str = "/v2/projects/{project}/composite-apps/{compositeApp}/{compositeAppVersion}/deployment-intent-groups/{deploymentIntentGroup}";
 const LC_PATH: &str = "/v2/projects/{project}/logical-clouds/{logicalCloud}";
 
-const DIG_ACTIONS: &[(&str, Option<Action>)] = &[
-    ("approve", Some(Action::Approve)),
-    ("instantiate", Some(Action::Instantiate)),
-    ("terminate", Some(Action::Terminate)),
-    ("stop", Some(Action::Stop)),
-    ("update", Some(Action::Update)),
-    ("rollback", Some(Action::Rollback)),
-    ("migrate", Some(Action::Migrate)),
+const DIG_ACTIONS: &[(&str, Action)] = &[
+    ("approve", Action::Approve),
+    ("instantiate", Action::Instantiate),
+    ("terminate", Action::Terminate),
+    ("stop", Action::Stop),
+    ("update", Action::Update),
+    ("rollback", Action::Rollback),
+    ("migrate", Action::Migrate),
 ];
 const LC_ACTIONS: &[&str] = &["instantiate", "terminate", "update", "stop"];
 const CLUSTER_PATH: &str = "/v2/cluster-providers/{clusterProvider}/clusters/{cluster}";
 /// Network (ncm) actions on one cluster.
 const CLUSTER_ACTIONS: &[&str] = &["apply", "terminate", "stop"];
+
+/// Actions routed to [`lifecycle::unavailable_action`]: (item path, kind, actions, what is missing).
+const UNAVAILABLE: &[(&str, &str, &[&str], &str)] = &[
+    (
+        LC_PATH,
+        "logicalCloud",
+        LC_ACTIONS,
+        "logical cloud deployment (EMCO-rs issue #8)",
+    ),
+    (
+        CLUSTER_PATH,
+        "cluster",
+        CLUSTER_ACTIONS,
+        "network deployment (ncm)",
+    ),
+];
 
 /// Every route the hub serves.
 pub fn route_table() -> Vec<RouteDoc> {
@@ -341,42 +357,32 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     }
     for (action, dig_action) in DIG_ACTIONS {
         let path = format!("{DIG_PATH}/{action}");
-        router = match dig_action {
-            Some(Action::Approve) => router.route(&path, post(lifecycle::approve)),
-            Some(a) => {
-                let a = *a;
-                router.route(
-                    &path,
-                    post(move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
+        router = match *dig_action {
+            Action::Approve => router.route(&path, post(lifecycle::approve)),
+            a => router.route(
+                &path,
+                post(
+                    move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
                         lifecycle::deploy_action(s, p, a).await
-                    }),
-                )
-            }
-            None => router,
+                    },
+                ),
+            ),
         };
     }
     router = router.route(&format!("{DIG_PATH}/status"), get(lifecycle::status));
-    for action in LC_ACTIONS {
-        let action: &'static str = action;
-        router = router.route(
-            &format!("{LC_PATH}/{action}"),
-            post(
-                move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
-                    lifecycle::logical_cloud_action(s, p, action).await
-                },
-            ),
-        );
-    }
-    for action in CLUSTER_ACTIONS {
-        let action: &'static str = action;
-        router = router.route(
-            &format!("{CLUSTER_PATH}/{action}"),
-            post(
-                move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
-                    lifecycle::cluster_network_action(s, p, action).await
-                },
-            ),
-        );
+    for (path, kind, actions, what) in UNAVAILABLE {
+        for action in *actions {
+            let (kind, action, what): (&'static str, &'static str, &'static str) =
+                (kind, action, what);
+            router = router.route(
+                &format!("{path}/{action}"),
+                post(
+                    move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
+                        lifecycle::unavailable_action(s, kind, p, action, what).await
+                    },
+                ),
+            );
+        }
     }
     router = router
         .route(

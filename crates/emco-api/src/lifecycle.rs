@@ -90,33 +90,21 @@ pub async fn status(
     Ok(axum::Json(value).into_response())
 }
 
-/// Logical cloud actions arrive with the logical cloud issue (#8).
-pub async fn logical_cloud_action(
+/// Actions on a resource whose implementation has not landed yet: 404 if the resource is missing,
+/// otherwise 501 naming what is missing (`what`).
+pub async fn unavailable_action(
     state: AppState,
+    kind: &'static str,
     params: Vec<(String, String)>,
-    action: &str,
+    action: &'static str,
+    what: &'static str,
 ) -> ApiResult<Response> {
-    let kind = emco_core::kinds::rest_kind("logicalCloud")
-        .ok_or_else(|| ApiError::Internal("logicalCloud kind missing".into()))?;
+    let kind = emco_core::kinds::rest_kind(kind)
+        .ok_or_else(|| ApiError::Internal(format!("{kind} kind missing")))?;
     let key = key_from_path(kind, &params, &[])?;
     state.repo.get(&key).await?;
     Err(ApiError::NotImplemented(format!(
-        "{action} of {key}: logical cloud deployment is not available in this build yet (EMCO-rs issue #8)"
-    )))
-}
-
-/// Network (ncm) actions on a cluster: applying networks to clusters is not implemented yet.
-pub async fn cluster_network_action(
-    state: AppState,
-    params: Vec<(String, String)>,
-    action: &str,
-) -> ApiResult<Response> {
-    let kind = emco_core::kinds::rest_kind("cluster")
-        .ok_or_else(|| ApiError::Internal("cluster kind missing".into()))?;
-    let key = key_from_path(kind, &params, &[])?;
-    state.repo.get(&key).await?;
-    Err(ApiError::NotImplemented(format!(
-        "{action} of the networks of {key}: network deployment (ncm) is not available in this build yet"
+        "{action} of {key}: {what} is not available in this build yet"
     )))
 }
 
