@@ -91,7 +91,10 @@ def raw_type(defs, schema):
         if is_struct(defs, name):
             return name
         # Quantity, Time, IntOrString, ... are scalars; RawExtension / JSON are free-form.
-        return "any" if "object" in types_of(defs[name]) or not types_of(defs[name]) and "oneOf" not in defs[name] else "scalar"
+        kinds = types_of(defs[name]) - {"null"}
+        if "oneOf" in defs[name] or (kinds and kinds <= {"string", "integer", "number", "boolean"}):
+            return "scalar"
+        return "any"
     kinds = types_of(schema)
     if "array" in kinds:
         return {"items": raw_type(defs, schema.get("items", {}))}

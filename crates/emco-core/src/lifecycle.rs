@@ -97,8 +97,9 @@ impl DigStatus {
         let next = match (action, self.state) {
             (Action::Approve, S::Created | S::Terminated | S::Approved) => S::Approved,
             (Action::Approve, _) => return refuse("it is deployed; terminate it first"),
-            (Action::Instantiate, S::Approved) => S::Instantiated,
-            (Action::Instantiate, S::Created | S::Terminated) => return refuse("approve it first"),
+            // As upstream: a terminated group may be instantiated again without a new approval.
+            (Action::Instantiate, S::Approved | S::Terminated) => S::Instantiated,
+            (Action::Instantiate, S::Created) => return refuse("approve it first"),
             (Action::Instantiate, _) => return refuse("it is already instantiated"),
             (Action::Terminate, s) if s.is_deployed() => S::Terminated,
             (Action::Terminate, _) => return refuse("it is not instantiated"),
@@ -180,7 +181,9 @@ mod tests {
         assert_eq!(s.state, DigState::Terminated);
         assert!(s.delete_blocked.is_none());
         assert!(s.apply(Action::Terminate, "t6".into()).is_err());
-        assert_eq!(s.actions.len(), 5);
+        s.apply(Action::Instantiate, "t7".into()).unwrap();
+        assert_eq!(s.state, DigState::Instantiated);
+        assert_eq!(s.actions.len(), 6);
     }
 
     #[test]
