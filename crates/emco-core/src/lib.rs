@@ -4,5 +4,6 @@
 pub mod key;
 pub mod kinds;
 pub mod lifecycle;
+pub mod placement;
 pub mod refschema;
 pub mod validate;
