@@ -1,6 +1,7 @@
 //! `emco`: the hub and its tools. `main` only parses arguments and dispatches.
 
 mod serve;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the hub: every EMCO service behind one HTTP port.
     Serve(serve::ServeArgs),
+    /// Serve simulated Kubernetes clusters (for tests, benchmarks and the quick start).
+    Sim(sim::SimArgs),
 }
 
 #[tokio::main]
@@ -31,5 +34,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => args.run().await,
+        Command::Sim(args) => args.run().await,
     }
 }

@@ -1,0 +1,478 @@
+//! Many simulated Kubernetes clusters in one process, for tests, benchmarks and the quick start.
+//!
+//! Each cluster serves the Kubernetes REST API under `{base}/clusters/{name}`, faithfully enough
+//! that `kubectl` and kube-rs work against it unchanged: discovery (legacy and aggregated),
+//! OpenAPI v3 stubs, the built-in types EMCO deploys plus whatever CRDs add, and the verbs with
+//! their real semantics (resourceVersions, watches, optimistic concurrency, the three patch
+//! types, server-side apply with managed fields, finalizers, namespace deletion, `Status`
+//! errors). Nothing runs per cluster while it is idle: a cluster is a name, a lock and empty
+//! collections until first used.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), emco_sim::SimError> {
+//! let sim = emco_sim::Sim::new(emco_sim::SimOptions::default());
+//! sim.add_clusters("edge-", 3)?;
+//! let running = emco_sim::spawn(sim, "127.0.0.1:0".parse().unwrap()).await?;
+//! println!("{}", running.sim.server_url("edge-1")); // http://127.0.0.1:PORT/clusters/edge-1
+//! # Ok(()) }
+//! ```
+//!
+//! The control API under `/sim` is described in [`control`]. Seams for later work:
+//! [`controllers`] (what happens after writes), [`faults`] (checked before each request) and
+//! [`apply`] (server-side apply and managed fields).
+
+pub mod api;
+pub mod apply;
+pub mod catalog;
+pub mod cluster;
+pub mod control;
+pub mod controllers;
+pub mod crd;
+pub mod discovery;
+pub mod error;
+pub mod faults;
+pub mod meta;
+pub mod openapi;
+pub mod proto;
+pub mod selector;
+pub mod table;
+pub mod validation;
+pub mod watch;
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use cluster::Cluster;
+pub use error::{ApiError, SimError};
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Where to write `{name}.kubeconfig` for each cluster (none written when `None`).
+    pub kubeconfig_dir: Option<PathBuf>,
+    /// Changes kept per cluster for watches that resume from a resourceVersion; older ones get
+    /// `410 Expired`.
+    pub watch_history: usize,
+    /// How often watches that allow bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            kubeconfig_dir: None,
+            watch_history: 1000,
+            bookmark_interval: Duration::from_secs(60),
+            max_body: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A cluster as the control API describes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterInfo {
+    /// Cluster name.
+    pub name: String,
+    /// Its API server URL (empty until the simulator listens).
+    pub server: String,
+    /// Its kubeconfig file, when one was written.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// The simulator: a set of named clusters.
+#[derive(Debug)]
+pub struct Sim {
+    options: SimOptions,
+    clusters: RwLock<HashMap<String, Arc<Cluster>>>,
+    base_url: RwLock<String>,
+}
+
+/// Compares `edge-2` before `edge-10`.
+fn natural_order(a: &str, b: &str) -> Ordering {
+    let split = |name: &str| {
+        let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (stem, number) = name.split_at(name.len() - digits);
+        (stem.to_owned(), number.parse::<u64>().ok())
+    };
+    split(a).cmp(&split(b)).then_with(|| a.cmp(b))
+}
+
+impl Sim {
+    /// An empty simulator.
+    pub fn new(options: SimOptions) -> Arc<Self> {
+        Arc::new(Self {
+            options,
+            clusters: RwLock::new(HashMap::new()),
+            base_url: RwLock::new(String::new()),
+        })
+    }
+
+    /// Its options.
+    pub fn options(&self) -> &SimOptions {
+        &self.options
+    }
+
+    /// `http://host:port`, once listening.
+    pub fn base_url(&self) -> String {
+        self.base_url
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Sets where the simulator is reachable (used in kubeconfigs and `server` URLs).
+    pub fn set_base_url(&self, url: impl Into<String>) {
+        *self
+            .base_url
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = url.into();
+    }
+
+    /// The API server URL of a cluster.
+    pub fn server_url(&self, name: &str) -> String {
+        format!("{}/clusters/{name}", self.base_url())
+    }
+
+    /// The cluster called `name`.
+    pub fn cluster(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.clusters
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Number of clusters.
+    pub fn len(&self) -> usize {
+        self.clusters
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    /// Whether there are no clusters.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All cluster names, `edge-2` before `edge-10`.
+    pub fn cluster_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .clusters
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort_by(|a, b| natural_order(a, b));
+        names
+    }
+
+    /// Where `name`'s kubeconfig goes (with a kubeconfig directory).
+    pub fn kubeconfig_path(&self, name: &str) -> Option<PathBuf> {
+        self.options
+            .kubeconfig_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{name}.kubeconfig")))
+    }
+
+    /// How the control API describes `name`.
+    pub fn cluster_info(&self, name: &str) -> ClusterInfo {
+        let base = self.base_url();
+        ClusterInfo {
+            name: name.to_owned(),
+            server: if base.is_empty() {
+                String::new()
+            } else {
+                self.server_url(name)
+            },
+            kubeconfig: self.kubeconfig_path(name).filter(|_| !base.is_empty()),
+        }
+    }
+
+    /// A kubeconfig for `name`: one cluster, one context, a token user (any token works).
+    pub fn kubeconfig(&self, name: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\ncurrent-context: {name}\npreferences: {{}}\nusers:\n- name: {name}\n  user:\n    token: sim-token-{name}\n",
+            server = self.server_url(name)
+        )
+    }
+
+    fn write_kubeconfig(&self, name: &str) -> Result<(), SimError> {
+        let Some(path) = self.kubeconfig_path(name) else {
+            return Ok(());
+        };
+        if self.base_url().is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| SimError::Kubeconfig {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        std::fs::write(&path, self.kubeconfig(name))
+            .map_err(|source| SimError::Kubeconfig { path, source })
+    }
+
+    /// Adds an empty cluster (and writes its kubeconfig once the simulator listens).
+    pub fn add_cluster(&self, name: &str) -> Result<ClusterInfo, SimError> {
+        if !validation::is_dns1123_label(name) {
+            return Err(SimError::InvalidClusterName(name.to_owned()));
+        }
+        {
+            let mut clusters = self
+                .clusters
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if clusters.contains_key(name) {
+                return Err(SimError::ClusterExists(name.to_owned()));
+            }
+            clusters.insert(
+                name.to_owned(),
+                Arc::new(Cluster::new(name, self.options.watch_history)),
+            );
+        }
+        self.write_kubeconfig(name)?;
+        Ok(self.cluster_info(name))
+    }
+
+    /// Adds `{prefix}1` … `{prefix}{count}`.
+    pub fn add_clusters(&self, prefix: &str, count: usize) -> Result<(), SimError> {
+        for index in 1..=count {
+            self.add_cluster(&format!("{prefix}{index}"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a cluster: its state is dropped, its watches end, its kubeconfig is deleted.
+    pub fn remove_cluster(&self, name: &str) -> Result<(), SimError> {
+        let removed = self
+            .clusters
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name);
+        if removed.is_none() {
+            return Err(SimError::ClusterNotFound(name.to_owned()));
+        }
+        if let Some(path) = self.kubeconfig_path(name) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(SimError::Kubeconfig { path, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the kubeconfigs of all clusters (after the base URL became known).
+    pub fn write_kubeconfigs(&self) -> Result<(), SimError> {
+        for name in self.cluster_names() {
+            self.write_kubeconfig(&name)?;
+        }
+        Ok(())
+    }
+}
+
+/// The HTTP router: `/clusters/{name}/…` (the Kubernetes API of each cluster) and `/sim/…`
+/// (the control API).
+pub fn router(sim: Arc<Sim>) -> Router {
+    let max_body = sim.options.max_body;
+    Router::new()
+        .route("/clusters/{cluster}", any(kube_api))
+        .route("/clusters/{cluster}/{*path}", any(kube_api))
+        .route("/sim/healthz", get(|| async { "ok" }))
+        .route("/sim/clusters", get(control::list).post(control::add))
+        .route(
+            "/sim/clusters/{name}",
+            get(control::show).delete(control::remove),
+        )
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(sim)
+}
+
+async fn kube_api(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().strip_prefix("/clusters/").unwrap_or_default();
+    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+    let Some(cluster) = sim.cluster(name) else {
+        return ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: format!("no simulated cluster named {name:?}"),
+            details: None,
+        }
+        .into_response();
+    };
+    let rest = format!("/{rest}");
+    if let Some(response) = faults::before_request(&cluster.faults, &method, &rest).await {
+        return response;
+    }
+    let query: HashMap<String, String> = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map(|Query(pairs)| pairs.into_iter().collect())
+        .unwrap_or_default();
+    let header_text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let request = api::ApiRequest {
+        method,
+        path: rest,
+        query,
+        accept: header_text(header::ACCEPT),
+        content_type: header_text(header::CONTENT_TYPE),
+        user_agent: header_text(header::USER_AGENT),
+        body,
+    };
+    api::serve(
+        &cluster,
+        &sim.options,
+        &format!("/clusters/{name}"),
+        request,
+    )
+}
+
+/// Serves the simulator on `listener` until `shutdown` completes. Sets the base URL from the
+/// listener's address (kubeconfigs are written as clusters are added once it is set; see
+/// [`Sim::write_kubeconfigs`] for clusters added before).
+pub async fn serve(
+    listener: TcpListener,
+    sim: Arc<Sim>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError> {
+    let address = listener.local_addr().map_err(|source| SimError::Serve {
+        address: "listener".into(),
+        source,
+    })?;
+    sim.set_base_url(format!("http://{address}"));
+    axum::serve(listener, router(sim))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| SimError::Serve {
+            address: address.to_string(),
+            source,
+        })
+}
+
+/// A simulator serving in the background; dropping it stops the server.
+#[derive(Debug)]
+pub struct RunningSim {
+    /// The simulator (add or remove clusters, inspect state).
+    pub sim: Arc<Sim>,
+    /// `http://host:port`.
+    pub url: String,
+    /// The bound address.
+    pub address: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), SimError>>>,
+}
+
+impl RunningSim {
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(mut self) -> Result<(), SimError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Watches would hold a graceful shutdown open: end everything now.
+            task.abort();
+        }
+    }
+}
+
+/// Binds `listen` (port 0 picks a free one), sets the base URL, writes kubeconfigs and serves
+/// in a background task.
+pub async fn spawn(sim: Arc<Sim>, listen: SocketAddr) -> Result<RunningSim, SimError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| SimError::Serve {
+            address: listen.to_string(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| SimError::Serve {
+        address: listen.to_string(),
+        source,
+    })?;
+    let url = format!("http://{address}");
+    sim.set_base_url(url.clone());
+    sim.write_kubeconfigs()?;
+    let (shutdown, on_shutdown) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, sim.clone(), async move {
+        let _ = on_shutdown.await;
+    }));
+    Ok(RunningSim {
+        sim,
+        url,
+        address,
+        shutdown: Some(shutdown),
+        task: Some(task),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_naturally() {
+        let mut names = vec!["edge-10", "edge-2", "edge-1", "core"];
+        names.sort_by(|a, b| natural_order(a, b));
+        assert_eq!(names, vec!["core", "edge-1", "edge-2", "edge-10"]);
+    }
+
+    #[test]
+    fn clusters_are_added_once_and_removed() {
+        let sim = Sim::new(SimOptions::default());
+        sim.add_clusters("edge-", 3).unwrap();
+        assert_eq!(sim.cluster_names(), vec!["edge-1", "edge-2", "edge-3"]);
+        assert!(matches!(
+            sim.add_cluster("edge-1"),
+            Err(SimError::ClusterExists(_))
+        ));
+        assert!(matches!(
+            sim.add_cluster("Edge_1"),
+            Err(SimError::InvalidClusterName(_))
+        ));
+        sim.remove_cluster("edge-2").unwrap();
+        assert!(matches!(
+            sim.remove_cluster("edge-2"),
+            Err(SimError::ClusterNotFound(_))
+        ));
+        assert_eq!(sim.len(), 2);
+    }
+}

@@ -1,0 +1,60 @@
+//! `emco sim`: serves many simulated Kubernetes clusters (see the `emco-sim` crate and
+//! docs/sim.md) and writes a kubeconfig for each, until interrupted.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use emco_sim::{Sim, SimOptions};
+
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// How many clusters to start with ({prefix}1 … {prefix}N).
+    #[arg(long, default_value_t = 1)]
+    clusters: usize,
+    /// Address to serve on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Directory for the `{name}.kubeconfig` files (created if missing).
+    #[arg(long)]
+    kubeconfig_dir: Option<PathBuf>,
+    /// Prefix of the cluster names.
+    #[arg(long, default_value = "edge-")]
+    prefix: String,
+    /// Changes kept per cluster for watches resuming from a resourceVersion.
+    #[arg(long, default_value_t = 1000)]
+    watch_history: usize,
+    /// Seconds between watch bookmarks (for clients that allow them).
+    #[arg(long, default_value_t = 60)]
+    bookmark_interval: u64,
+}
+
+impl SimArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let options = SimOptions {
+            kubeconfig_dir: self.kubeconfig_dir.clone(),
+            watch_history: self.watch_history,
+            bookmark_interval: Duration::from_secs(self.bookmark_interval.max(1)),
+            ..SimOptions::default()
+        };
+        let sim = Sim::new(options);
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("binding {}", self.listen))?;
+        let local = listener.local_addr()?;
+        sim.set_base_url(format!("http://{local}"));
+        sim.add_clusters(&self.prefix, self.clusters)
+            .context("adding the clusters")?;
+        tracing::info!(address = %local, clusters = self.clusters, "simulated clusters serving");
+        println!(
+            "emco sim: {} clusters ready on http://{local}",
+            self.clusters
+        );
+        emco_sim::serve(listener, sim, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the simulated clusters")
+    }
+}
