@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The main job: builds the hub and emcoctl, starts `emco serve` on its embedded store, loads the
-# quick-start sample (examples/quickstart) through emcoctl, and keeps the hub serving until Ctrl-C.
-# QUICKSTART_EXIT=1 stops after loading; EMCO_LISTEN overrides 127.0.0.1:9015.
+# The main job: builds the hub and emcoctl, starts three simulated edge clusters (`emco sim`) and
+# the hub (`emco serve`) on its embedded store, loads the quick-start sample (examples/quickstart)
+# through emcoctl, and keeps both serving until Ctrl-C.
+# QUICKSTART_EXIT=1 stops after loading; EMCO_LISTEN overrides 127.0.0.1:9015 and EMCO_SIM_LISTEN
+# overrides 127.0.0.1:9016.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 source scripts/ensure-deps.sh
 
 listen="${EMCO_LISTEN:-127.0.0.1:9015}"
+sim_listen="${EMCO_SIM_LISTEN:-127.0.0.1:9016}"
 work="$repo/.quickstart"
 cargo build --quiet --locked -p emco -p emcoctl
 bin="$repo/target/debug"
@@ -19,25 +22,6 @@ mkdir -p "$work/data" "$work/out" "$work/kube"
 tar -czf "$work/out/hello.tgz" -C examples/quickstart/charts hello
 tar -czf "$work/out/hello-profile.tgz" -C examples/quickstart/profiles/hello manifest.yaml override_values.yaml
 
-# Kubeconfigs for the edge clusters (served by `emco sim` once it exists).
-for c in edge-1 edge-2 edge-3; do
-  cat > "$work/kube/$c.kubeconfig" <<KUBE
-apiVersion: v1
-kind: Config
-clusters:
-- name: $c
-  cluster:
-    server: http://127.0.0.1:9016/clusters/$c
-contexts:
-- name: $c
-  context: {cluster: $c, user: admin}
-current-context: $c
-users:
-- name: admin
-  user: {token: quickstart}
-KUBE
-done
-
 host="${listen%:*}"; port="${listen##*:}"
 {
   for svc in orchestrator clm ncm ovnaction dcm gac dtc hpa-plc sfc sfcclient tac workflowmgr; do
@@ -46,9 +30,17 @@ host="${listen%:*}"; port="${listen##*:}"
 } > "$work/emco-cfg.yaml"
 { cat examples/quickstart/values.yaml; printf 'Out: %s\nKubeconfigDir: %s\n' "$work/out" "$work/kube"; } > "$work/values.yaml"
 
+# Simulated edge clusters edge-1..edge-3, one kubeconfig each (what the hub stores per cluster).
+"$bin/emco" sim --clusters 3 --prefix edge- --listen "$sim_listen" --kubeconfig-dir "$work/kube" > "$work/sim.log" 2>&1 &
+sim=$!
 "$bin/emco" serve --listen "$listen" --data "$work/data" 2> "$work/hub.log" &
 hub=$!
-trap 'kill $hub 2>/dev/null || true' EXIT
+trap 'kill $hub $sim 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q "clusters ready" "$work/sim.log" 2>/dev/null && break
+  kill -0 "$sim" 2>/dev/null || { cat "$work/sim.log"; exit 1; }
+  sleep 0.1
+done
 for _ in $(seq 1 100); do
   curl -fsS "http://$listen/healthz" >/dev/null 2>&1 && break
   kill -0 "$hub" 2>/dev/null || { cat "$work/hub.log"; exit 1; }
@@ -65,9 +57,16 @@ curl -fsS "http://$listen/v2/projects/demo/composite-apps/hello-app/v1/deploymen
 echo "== clusters labelled edge"
 curl -fsS "http://$listen/v2/cluster-providers/edge-provider/clusters?label=edge"; echo
 
+echo "== a simulated cluster, through kubectl"
+if command -v kubectl >/dev/null 2>&1; then
+  kubectl --kubeconfig "$work/kube/edge-1.kubeconfig" --cache-dir "$work/kubecache" get namespaces
+fi
+
 if [ "${QUICKSTART_EXIT:-0}" = "1" ]; then
   exit 0
 fi
 echo
-echo "hub serving on http://$listen (API document: http://$listen/v2/openapi.json); Ctrl-C to stop"
+echo "hub serving on http://$listen (API document: http://$listen/v2/openapi.json)"
+echo "simulated clusters on http://$sim_listen: kubectl --kubeconfig $work/kube/edge-1.kubeconfig get all -A"
+echo "Ctrl-C to stop"
 wait "$hub"

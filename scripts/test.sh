@@ -12,9 +12,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The README's main command must keep working: run the quick start once, non-interactively, on a
 # free port.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 mkdir -p target
-QUICKSTART_EXIT=1 EMCO_LISTEN="127.0.0.1:$port" scripts/quickstart.sh > target/quickstart.log 2>&1 \
+QUICKSTART_EXIT=1 EMCO_LISTEN="127.0.0.1:$(free_port)" EMCO_SIM_LISTEN="127.0.0.1:$(free_port)" scripts/quickstart.sh > target/quickstart.log 2>&1 \
   || { tail -50 target/quickstart.log; echo "quickstart failed"; exit 1; }
 echo "quickstart: ok"
 
