@@ -204,23 +204,8 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let body = body::decode(&headers, bytes).await?;
     validate(kind, &body.json)?;
-    let own = own_names(kind, &body.json)?;
     let key = key_from_path(kind, &params, &[])?;
-    let path_own: Vec<&str> = key
-        .elements
-        .iter()
-        .rev()
-        .take(own.len())
-        .rev()
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if path_own != own.iter().map(String::as_str).collect::<Vec<_>>() {
-        return Err(ApiError::BadRequest(format!(
-            "name in body ({}) does not match the name in the URL ({})",
-            own.join("/"),
-            path_own.join("/")
-        )));
-    }
+    check_names_match(kind, &body.json, &key)?;
     let blob = match attachment(&state, kind, &body, false)? {
         Some(b) => BlobChange::Replace(b),
         None => BlobChange::Keep,
@@ -234,6 +219,39 @@ pub async fn update(
         Upserted::Updated => StatusCode::OK,
     };
     Ok((status, axum::Json(stored.data)).into_response())
+}
+
+/// On PUT the URL names the resource; the body must not name another one. A composite app's
+/// version may be left out of the body (upstream's clients do), but must match when given.
+fn check_names_match(kind: &RestKind, json: &Value, key: &ResourceKey) -> ApiResult<()> {
+    let own = match own_names(kind, json) {
+        Err(ApiError::BadRequest(m)) if m.starts_with("spec.compositeAppVersion") => {
+            vec![
+                json.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                key.name().to_owned(),
+            ]
+        }
+        other => other?,
+    };
+    let from_url: Vec<&str> = key
+        .elements
+        .iter()
+        .rev()
+        .take(own.len())
+        .rev()
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if from_url != own.iter().map(String::as_str).collect::<Vec<_>>() {
+        return Err(ApiError::BadRequest(format!(
+            "name in body ({}) does not match the name in the URL ({})",
+            own.join("/"),
+            from_url.join("/")
+        )));
+    }
+    Ok(())
 }
 
 pub async fn get(

@@ -481,3 +481,30 @@ async fn cluster_label_queries_and_gitops_clusters() {
     );
     assert_eq!(with[3]["labels"], json!([]));
 }
+
+#[tokio::test]
+async fn composite_app_put_may_leave_the_version_out_but_not_contradict_the_url() {
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
+    with_composite_app(&hub).await;
+    let path = "/v2/projects/p/composite-apps/ca/v1";
+    let reply = hub
+        .json(
+            "PUT",
+            path,
+            json!({"metadata": {"name": "ca", "description": "d"}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = hub
+        .json(
+            "PUT",
+            path,
+            json!({"metadata": {"name": "ca"}, "spec": {"compositeAppVersion": "v2"}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    let reply = hub
+        .json("PUT", path, json!({"metadata": {"name": "other"}}))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+}
