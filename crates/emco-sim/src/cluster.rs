@@ -100,6 +100,8 @@ pub struct ClusterState {
     watchers: Option<broadcast::Sender<Arc<WatchEvent>>>,
     /// Next ClusterIP to hand out (an offset into 10.96.0.0/12).
     pub next_service_ip: u32,
+    /// What the simulated controllers keep for this cluster (timer queue, CA).
+    pub controllers: crate::controllers::ClusterControllers,
 }
 
 impl Cluster {
@@ -118,9 +120,19 @@ impl Cluster {
                 compacted_through: 0,
                 watchers: None,
                 next_service_ip: 10,
+                controllers: Default::default(),
             }),
             faults: FaultSlot::default(),
         }
+    }
+
+    /// Attaches the simulated controllers (see [`crate::controllers`]).
+    pub fn with_controllers(mut self, controllers: crate::controllers::ClusterControllers) -> Self {
+        self.state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .controllers = controllers;
+        self
     }
 
     /// The cluster's name.
@@ -156,6 +168,36 @@ impl Cluster {
             }
         }
         state
+    }
+
+    /// An API server restart: every watch ends (the streams close; clients re-watch). With
+    /// `lose_state` the cluster also forgets every object, CRD type and its watch history, as
+    /// if freshly created; resourceVersions continue above the old ones and everything before
+    /// counts as compacted, so a watch from an old resourceVersion gets `410 Expired` and
+    /// clients re-list.
+    pub fn restart(&self, lose_state: bool) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.watchers = None;
+        if lose_state {
+            let resource_version = state.resource_version + 1;
+            let history_limit = state.history_limit;
+            *state = ClusterState {
+                resource_version,
+                initialized: false,
+                objects: HashMap::new(),
+                custom_types: Vec::new(),
+                history: VecDeque::new(),
+                history_limit,
+                compacted_through: resource_version,
+                watchers: None,
+                next_service_ip: 10,
+                // The controllers (timer queue, CA) belong to the cluster, not its objects.
+                controllers: std::mem::take(&mut state.controllers),
+            };
+        }
     }
 
     /// Whether the cluster was ever used (its namespaces materialised).

@@ -5,15 +5,66 @@
 //!   cluster's state locked: defaults a real cluster applies synchronously (Namespaces are
 //!   `Active`, Services get a ClusterIP, CRDs are `Established`).
 //! * [`after_commit`] runs after every stored change, still under the lock: the hook for
-//!   reactions (workload status after a delay, Jobs completing, CSR signing). It does nothing
-//!   yet; a reaction that must happen later can record what it needs in the cluster state and
-//!   be driven by a timer that writes through [`crate::api::internal_update_status`].
+//!   reactions. Workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, Pods) get
+//!   their status after a delay from [`crate::workloads`] (one timer queue per simulator,
+//!   writing through [`crate::api::internal_update_status`]); approved CertificateSigningRequests
+//!   are signed at once by the cluster's CA ([`crate::csr`]).
+//!
+//! Each cluster's state holds a [`ClusterControllers`]: the simulator's timer queue, a weak
+//! reference back to the cluster (for its fault plan) and its CA once created.
+
+use std::sync::{Arc, Weak};
 
 use serde_json::{Map, Value, json};
 
 use crate::catalog::ResourceDef;
-use crate::cluster::{ClusterState, EventType};
+use crate::cluster::{Cluster, ClusterState, EventType};
 use crate::crd;
+use crate::csr::{self, ClusterCa};
+use crate::workloads::{self, Pending, Reactor, WorkloadKind};
+
+/// What a cluster's controllers keep: cheap until used (a pointer and a weak reference), the
+/// CA only after the first signature.
+#[derive(Debug, Default)]
+pub struct ClusterControllers {
+    reactor: Option<Arc<Reactor>>,
+    cluster: Weak<Cluster>,
+    ca: Option<Box<ClusterCa>>,
+}
+
+impl ClusterControllers {
+    /// Controllers for `cluster`, timed by `reactor`. Without a reactor (the default) workloads
+    /// are left alone; CSRs are signed either way.
+    pub fn new(reactor: Arc<Reactor>, cluster: Weak<Cluster>) -> Self {
+        Self {
+            reactor: Some(reactor),
+            cluster,
+            ca: None,
+        }
+    }
+
+    fn cluster_name(&self) -> String {
+        self.cluster
+            .upgrade()
+            .map(|cluster| cluster.name().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The cluster's CA, created on first use.
+    pub fn ca(&mut self) -> Result<&ClusterCa, csr::SignError> {
+        let ca = match self.ca.take() {
+            Some(ca) => ca,
+            None => Box::new(ClusterCa::new(&self.cluster_name())?),
+        };
+        Ok(self.ca.insert(ca))
+    }
+}
+
+/// The PEM certificate of the CA that signs `state`'s CertificateSigningRequests (created on
+/// first use).
+pub fn cluster_ca_pem(state: &mut ClusterState) -> Result<String, csr::SignError> {
+    Ok(state.controllers.ca()?.certificate_pem().to_owned())
+}
 
 /// Whether an object is being created or replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,13 +344,63 @@ fn default_service(operation: Operation, object: &mut Value, state: &mut Cluster
     }
 }
 
-/// Called after every stored change (under the cluster's lock). No reactions yet.
-pub fn after_commit(
-    _def: &ResourceDef,
-    _event: EventType,
-    _object: &Value,
-    _state: &mut ClusterState,
-) {
+/// Called after every stored change (under the cluster's lock): queues workloads for their
+/// controllers (or, with no delay, brings them up at once) and signs approved CSRs.
+pub fn after_commit(def: &ResourceDef, event: EventType, object: &Value, state: &mut ClusterState) {
+    if event == EventType::Deleted {
+        return;
+    }
+    if let Some(kind) = WorkloadKind::of(def) {
+        if workloads::needs_reconcile(kind, object) {
+            workload_changed(kind, object, state);
+        }
+    } else if def.group == "certificates.k8s.io"
+        && def.plural == "certificatesigningrequests"
+        && csr::wants_signing(object)
+    {
+        sign(def, object, state);
+    }
+}
+
+fn workload_changed(kind: WorkloadKind, object: &Value, state: &mut ClusterState) {
+    let Some(reactor) = state.controllers.reactor.clone() else {
+        return;
+    };
+    let cluster = state.controllers.cluster.clone();
+    let pending = Pending::new(cluster.clone(), kind, object);
+    let settings = *reactor.settings();
+    if !settings.ready_after.is_zero() && reactor.schedule(pending.clone(), settings.ready_after) {
+        return;
+    }
+    // No delay (or no runtime to wait in): the controller acts within this request.
+    let fault = cluster
+        .upgrade()
+        .is_some_and(|cluster| workloads::fault_never_ready(&cluster));
+    if let Some(parked) = workloads::reconcile(state, pending, fault, &settings) {
+        reactor.schedule(parked, workloads::RECHECK);
+    }
+}
+
+fn sign(def: &ResourceDef, object: &Value, state: &mut ClusterState) {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let status = state
+        .controllers
+        .ca()
+        .and_then(|ca| csr::signed_status(ca, object));
+    match status {
+        Ok(status) => {
+            if let Some(def) = crate::catalog::builtin(&def.group, &def.version, &def.plural) {
+                crate::api::internal_update_status(state, &def, "", &name, status);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(csr = %name, %error, "not signing CertificateSigningRequest");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod control;
 pub mod controllers;
 pub mod crd;
+pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod faults;
@@ -38,6 +39,7 @@ pub mod selector;
 pub mod table;
 pub mod validation;
 pub mod watch;
+pub mod workloads;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -52,7 +54,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -73,6 +75,10 @@ pub struct SimOptions {
     pub bookmark_interval: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body: usize,
+    /// How long workloads take to report ready after a change (zero: at once).
+    pub ready_after: Duration,
+    /// Simulated nodes per cluster (how many pods a DaemonSet runs).
+    pub nodes: u32,
 }
 
 impl Default for SimOptions {
@@ -82,6 +88,8 @@ impl Default for SimOptions {
             watch_history: 1000,
             bookmark_interval: Duration::from_secs(60),
             max_body: 16 * 1024 * 1024,
+            ready_after: Duration::from_secs(1),
+            nodes: 1,
         }
     }
 }
@@ -103,6 +111,7 @@ pub struct Sim {
     options: SimOptions,
     clusters: RwLock<HashMap<String, Arc<Cluster>>>,
     base_url: RwLock<String>,
+    reactor: Arc<workloads::Reactor>,
 }
 
 /// Compares `edge-2` before `edge-10`.
@@ -118,10 +127,15 @@ fn natural_order(a: &str, b: &str) -> Ordering {
 impl Sim {
     /// An empty simulator.
     pub fn new(options: SimOptions) -> Arc<Self> {
+        let reactor = workloads::Reactor::new(workloads::WorkloadSettings {
+            ready_after: options.ready_after,
+            nodes: options.nodes,
+        });
         Arc::new(Self {
             options,
             clusters: RwLock::new(HashMap::new()),
             base_url: RwLock::new(String::new()),
+            reactor,
         })
     }
 
@@ -246,10 +260,12 @@ impl Sim {
             if clusters.contains_key(name) {
                 return Err(SimError::ClusterExists(name.to_owned()));
             }
-            clusters.insert(
-                name.to_owned(),
-                Arc::new(Cluster::new(name, self.options.watch_history)),
-            );
+            let cluster = Arc::new_cyclic(|me| {
+                Cluster::new(name, self.options.watch_history).with_controllers(
+                    controllers::ClusterControllers::new(self.reactor.clone(), me.clone()),
+                )
+            });
+            clusters.insert(name.to_owned(), cluster);
         }
         self.write_kubeconfig(name)?;
         Ok(self.cluster_info(name))
@@ -304,6 +320,23 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route(
             "/sim/clusters/{name}",
             get(control::show).delete(control::remove),
+        )
+        .route(
+            "/sim/faults",
+            get(control::list_faults)
+                .put(control::set_faults)
+                .delete(control::clear_faults),
+        )
+        .route("/sim/restart", post(control::restart_clusters))
+        .route(
+            "/sim/clusters/{name}/faults",
+            get(control::show_cluster_faults)
+                .put(control::set_cluster_faults)
+                .delete(control::clear_cluster_faults),
+        )
+        .route(
+            "/sim/clusters/{name}/restart",
+            post(control::restart_cluster),
         )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(sim)
@@ -371,13 +404,18 @@ pub async fn serve(
         source,
     })?;
     sim.set_base_url(format!("http://{address}"));
-    axum::serve(listener, router(sim))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| SimError::Serve {
-            address: address.to_string(),
-            source,
-        })
+    // The listener and middleware let a refused request drop its connection (see `faults`).
+    let app = router(sim).layer(axum::middleware::from_fn(faults::drop_refused_connections));
+    axum::serve(
+        faults::ConnectionListener::new(listener),
+        app.into_make_service_with_connect_info::<faults::ConnectionHandle>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|source| SimError::Serve {
+        address: address.to_string(),
+        source,
+    })
 }
 
 /// A simulator serving in the background; dropping it stops the server.

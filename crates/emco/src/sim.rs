@@ -28,6 +28,12 @@ pub struct SimArgs {
     /// Seconds between watch bookmarks (for clients that allow them).
     #[arg(long, default_value_t = 60)]
     bookmark_interval: u64,
+    /// How long workloads take to become ready after a change (`0`: at once; `200ms`, `2s`).
+    #[arg(long, default_value = "1s", value_parser = emco_sim::workloads::parse_duration)]
+    ready_after: Duration,
+    /// Simulated nodes per cluster (pods per DaemonSet).
+    #[arg(long, default_value_t = 1)]
+    nodes: u32,
 }
 
 impl SimArgs {
@@ -36,6 +42,8 @@ impl SimArgs {
             kubeconfig_dir: self.kubeconfig_dir.clone(),
             watch_history: self.watch_history,
             bookmark_interval: Duration::from_secs(self.bookmark_interval.max(1)),
+            ready_after: self.ready_after,
+            nodes: self.nodes,
             ..SimOptions::default()
         };
         let sim = Sim::new(options);
