@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use emco_core::kinds::{BodyFormat, REST_KINDS};
-use emco_core::lifecycle::Action;
+use emco_core::lifecycle::{Action, CloudAction};
 use emco_helm::archive::ArchiveLimits;
 use emco_store::repository::Repository;
 
@@ -81,7 +81,8 @@ const DIG_ACTIONS: &[(&str, Action)] = &[
     ("rollback", Action::Rollback),
     ("migrate", Action::Migrate),
 ];
-const LC_ACTIONS: &[&str] = &["instantiate", "terminate", "update", "stop"];
+/// Logical cloud actions not implemented yet (instantiate/terminate of admin clouds are).
+const LC_ACTIONS: &[&str] = &["update", "stop"];
 const CLUSTER_PATH: &str = "/v2/cluster-providers/{clusterProvider}/clusters/{cluster}";
 /// Network (ncm) actions on one cluster.
 const CLUSTER_ACTIONS: &[&str] = &["apply", "terminate", "stop"];
@@ -244,6 +245,32 @@ pub fn route_table() -> Vec<RouteDoc> {
     ];
     status.responses = vec![(200, "status"), (404, "not found")];
     out.push(status);
+    for action in ["instantiate", "terminate"] {
+        let mut d = doc(
+            "POST",
+            format!("{LC_PATH}/{action}"),
+            format!("{action}_logicalCloud"),
+            format!("{action} an admin (level-0) logical cloud"),
+            "lifecycle",
+        );
+        d.responses = vec![
+            (202, "accepted"),
+            (400, "no cluster references"),
+            (404, "not found"),
+            (409, "not allowed in the current state"),
+            (501, "standard/privileged clouds: not available yet"),
+        ];
+        out.push(d);
+    }
+    let mut lc_status = doc(
+        "GET",
+        format!("{LC_PATH}/status"),
+        "status_logicalCloud".into(),
+        "Status of a logical cloud".into(),
+        "lifecycle",
+    );
+    lc_status.responses = vec![(200, "status"), (404, "not found")];
+    out.push(lc_status);
     for action in LC_ACTIONS {
         let mut d = doc(
             "POST",
@@ -370,6 +397,20 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         };
     }
     router = router.route(&format!("{DIG_PATH}/status"), get(lifecycle::status));
+    for (name, action) in [
+        ("instantiate", CloudAction::Instantiate),
+        ("terminate", CloudAction::Terminate),
+    ] {
+        router = router.route(
+            &format!("{LC_PATH}/{name}"),
+            post(
+                move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
+                    lifecycle::cloud_action(s, p, action).await
+                },
+            ),
+        );
+    }
+    router = router.route(&format!("{LC_PATH}/status"), get(lifecycle::cloud_status));
     for (path, kind, actions, what) in UNAVAILABLE {
         for action in *actions {
             let (kind, action, what): (&'static str, &'static str, &'static str) =

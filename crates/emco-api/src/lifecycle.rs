@@ -9,39 +9,56 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use emco_core::key::ResourceKey;
-use emco_core::lifecycle::{Action, DigStatus};
+use emco_core::lifecycle::{Action, CloudAction, CloudStatus, DigStatus};
+use emco_store::repository::BlobChange;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{PathParams, key_from_path};
 
-fn dig_key(params: &[(String, String)]) -> ApiResult<ResourceKey> {
-    let kind = emco_core::kinds::rest_kind("deploymentIntentGroup")
-        .ok_or_else(|| ApiError::Internal("deploymentIntentGroup kind missing".into()))?;
-    key_from_path(kind, params, &[])
+fn key_of(kind: &str, params: &[(String, String)]) -> ApiResult<ResourceKey> {
+    let rest = emco_core::kinds::rest_kind(kind)
+        .ok_or_else(|| ApiError::Internal(format!("{kind} kind missing")))?;
+    key_from_path(rest, params, &[])
 }
 
-async fn load(state: &AppState, key: &ResourceKey) -> ApiResult<(DigStatus, u64)> {
-    // The group itself must exist: 404 otherwise.
+fn dig_key(params: &[(String, String)]) -> ApiResult<ResourceKey> {
+    key_of("deploymentIntentGroup", params)
+}
+
+/// The state document stored beside `key` (the resource itself must exist: 404 otherwise).
+async fn load<S: DeserializeOwned + Default>(
+    state: &AppState,
+    key: &ResourceKey,
+) -> ApiResult<(S, u64)> {
     state.repo.get(key).await?;
     match state.repo.get_state(key).await? {
         Some((v, rev)) => {
-            let status: DigStatus = serde_json::from_value(v).map_err(|e| {
+            let status: S = serde_json::from_value(v).map_err(|e| {
                 ApiError::Internal(format!("stored state of {key} is corrupt: {e}"))
             })?;
             Ok((status, rev))
         }
-        None => Ok((DigStatus::default(), 0)),
+        None => Ok((S::default(), 0)),
     }
 }
 
-/// Applies `action` to the group's state machine and stores the result; retries on races.
-async fn transition(state: &AppState, key: &ResourceKey, action: Action) -> ApiResult<DigStatus> {
+/// Moves the state beside `key` with `step` (a refusal is a 409) and stores it; retries on races.
+async fn transition<S, E>(
+    state: &AppState,
+    key: &ResourceKey,
+    step: impl Fn(&mut S) -> Result<(), E>,
+) -> ApiResult<S>
+where
+    S: DeserializeOwned + Serialize + Default,
+    E: std::fmt::Display,
+{
     for _ in 0..8 {
-        let (mut status, rev) = load(state, key).await?;
-        status
-            .apply(action, now())
-            .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        let (mut status, rev) = load::<S>(state, key).await?;
+        step(&mut status).map_err(|e| ApiError::Conflict(e.to_string()))?;
         let doc = serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
         if state.repo.put_state(key, &doc, rev).await? {
             return Ok(status);
@@ -57,7 +74,10 @@ pub async fn approve(
     Path(params): PathParams,
 ) -> ApiResult<Response> {
     let key = dig_key(&params)?;
-    transition(&state, &key, Action::Approve).await?;
+    transition(&state, &key, |s: &mut DigStatus| {
+        s.apply(Action::Approve, now())
+    })
+    .await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -68,7 +88,7 @@ pub async fn deploy_action(
     action: Action,
 ) -> ApiResult<Response> {
     let key = dig_key(&params)?;
-    let (status, _) = load(&state, &key).await?;
+    let (status, _) = load::<DigStatus>(&state, &key).await?;
     let mut probe = status.clone();
     probe
         .apply(action, String::new())
@@ -85,9 +105,67 @@ pub async fn status(
 ) -> ApiResult<Response> {
     let key = dig_key(&params)?;
     let dig = state.repo.get(&key).await?;
-    let (status, _) = load(&state, &key).await?;
+    let (status, _) = load::<DigStatus>(&state, &key).await?;
     let value = emco_core::lifecycle::status_document(&key, &dig.data, &status);
     Ok(axum::Json(value).into_response())
+}
+
+/// `POST .../logical-clouds/{lc}/instantiate|terminate` for admin (level-0) clouds: nothing is
+/// created on the clusters for them; instantiating gives the cloud the `default` namespace when it
+/// has none (as upstream) and needs at least one cluster reference. Standard and privileged clouds
+/// come with issue #8.
+pub async fn cloud_action(
+    state: AppState,
+    params: Vec<(String, String)>,
+    action: CloudAction,
+) -> ApiResult<Response> {
+    let key = key_of("logicalCloud", &params)?;
+    let cloud = state.repo.get(&key).await?;
+    if !emco_core::lifecycle::is_admin_cloud(&cloud.data) {
+        return Err(ApiError::NotImplemented(format!(
+            "{action:?} of {key}: standard and privileged logical clouds are not available in this build yet (EMCO-rs issue #8)"
+        )));
+    }
+    if action == CloudAction::Instantiate {
+        let parent = ResourceKey::new("parent", key.elements.clone());
+        if state
+            .repo
+            .list("clusterReference", &parent)
+            .await?
+            .is_empty()
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{key} has no cluster references: add clusters to it before instantiating"
+            )));
+        }
+        let (current, _) = load::<CloudStatus>(&state, &key).await?;
+        // Refuse before touching the document, so a refused call changes nothing.
+        current
+            .clone()
+            .apply(action, String::new())
+            .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        if let Some(updated) = emco_core::lifecycle::admin_cloud_on_instantiate(&cloud.data) {
+            state.repo.upsert(&key, updated, BlobChange::Keep).await?;
+        }
+    }
+    transition(&state, &key, |s: &mut CloudStatus| s.apply(action, now())).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `GET .../logical-clouds/{lc}/status`.
+pub async fn cloud_status(
+    State(state): State<AppState>,
+    Path(params): PathParams,
+) -> ApiResult<Response> {
+    let key = key_of("logicalCloud", &params)?;
+    let (status, _) = load::<CloudStatus>(&state, &key).await?;
+    Ok(axum::Json(json!({
+        "project": key.get("project"),
+        "name": key.name(),
+        "status": status.state,
+        "states": { "actions": status.actions },
+    }))
+    .into_response())
 }
 
 /// Actions on a resource whose implementation has not landed yet: 404 if the resource is missing,

@@ -391,3 +391,100 @@ async fn unknown_routes_answer_like_upstream() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(text, "404 page not found\n");
 }
+
+#[tokio::test]
+async fn admin_logical_cloud_lifecycle() {
+    let hub = Hub::new().await;
+    hub.ok("POST", "/v2/projects", Some(meta("p1"))).await;
+    let lc = "/v2/projects/p1/logical-clouds/admin";
+    hub.ok(
+        "POST",
+        "/v2/projects/p1/logical-clouds",
+        Some(json!({"metadata": {"name": "admin"}, "spec": {"level": "0", "namespace": ""}})),
+    )
+    .await;
+    let (status, text) = hub.call("POST", &format!("{lc}/instantiate"), None).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "needs cluster references: {text}"
+    );
+    hub.ok("POST", "/v2/cluster-providers", Some(meta("prov")))
+        .await;
+    // A cluster reference to a cluster that does not exist is refused (strict references).
+    let reference = json!({"metadata": {"name": "r1"}, "spec": {"clusterProvider": "prov", "cluster": "c1", "loadBalancerIp": "0.0.0.0"}});
+    let (status, _) = hub
+        .call("POST", &format!("{lc}/cluster-references"), Some(reference))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // A GitOps cluster needs no kubeconfig upload.
+    let gitops = json!({"metadata": {"name": "c1"}, "spec": {"gitOps": {"gitOpsType": "fluxcd", "gitOpsReferenceObject": "r", "gitOpsResourceObject": "r"}}});
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{gitops}\r\n--{boundary}--\r\n"
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v2/cluster-providers/prov/clusters")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(
+        hub.app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let reference = json!({"metadata": {"name": "r1"}, "spec": {"clusterProvider": "prov", "cluster": "c1", "loadBalancerIp": "0.0.0.0"}});
+    hub.ok("POST", &format!("{lc}/cluster-references"), Some(reference))
+        .await;
+
+    assert_eq!(
+        hub.call("POST", &format!("{lc}/instantiate"), None).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        hub.call("POST", &format!("{lc}/instantiate"), None).await.0,
+        StatusCode::CONFLICT
+    );
+    let cloud: Value = serde_json::from_str(&hub.ok("GET", lc, None).await).unwrap();
+    assert_eq!(
+        cloud["spec"]["namespace"], "default",
+        "admin clouds get the default namespace"
+    );
+    let status: Value =
+        serde_json::from_str(&hub.ok("GET", &format!("{lc}/status"), None).await).unwrap();
+    assert_eq!(status["status"], "Instantiated");
+    let (status, text) = hub.call("DELETE", lc, None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "an instantiated cloud cannot be deleted: {text}"
+    );
+    assert_eq!(
+        hub.call("POST", &format!("{lc}/terminate"), None).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        hub.call("POST", &format!("{lc}/terminate"), None).await.0,
+        StatusCode::CONFLICT
+    );
+    hub.ok("DELETE", &format!("{lc}/cluster-references/r1"), None)
+        .await;
+    assert_eq!(hub.call("DELETE", lc, None).await.0, StatusCode::NO_CONTENT);
+
+    // Standard clouds come with the logical-cloud issue.
+    hub.ok("POST", "/v2/projects/p1/logical-clouds", Some(json!({"metadata": {"name": "std"}, "spec": {"level": "1", "namespace": "ns1", "user": {"userName": "u", "type": "certificate"}}}))).await;
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/v2/projects/p1/logical-clouds/std/instantiate",
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_IMPLEMENTED
+    );
+}

@@ -202,3 +202,130 @@ mod tests {
         assert_eq!(format_rfc3339(1_795_440_286), "2026-11-23T13:24:46Z");
     }
 }
+
+/// The lifecycle of a logical cloud (kept beside it, like a group's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloudState {
+    #[default]
+    Created,
+    Instantiated,
+    Terminated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloudAction {
+    Instantiate,
+    Terminate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action:?} a logical cloud in state {state:?}: {hint}")]
+pub struct CloudTransitionError {
+    pub action: CloudAction,
+    pub state: CloudState,
+    pub hint: &'static str,
+}
+
+/// The stored state document of a logical cloud.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudStatus {
+    pub state: CloudState,
+    #[serde(default)]
+    pub actions: Vec<CloudActionRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_blocked: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudActionRecord {
+    pub state: CloudState,
+    pub time: String,
+}
+
+impl CloudStatus {
+    pub fn apply(&mut self, action: CloudAction, time: String) -> Result<(), CloudTransitionError> {
+        let refuse = |hint| {
+            Err(CloudTransitionError {
+                action,
+                state: self.state,
+                hint,
+            })
+        };
+        let next = match (action, self.state) {
+            (CloudAction::Instantiate, CloudState::Created | CloudState::Terminated) => {
+                CloudState::Instantiated
+            }
+            (CloudAction::Instantiate, CloudState::Instantiated) => {
+                return refuse("it is already instantiated");
+            }
+            (CloudAction::Terminate, CloudState::Instantiated) => CloudState::Terminated,
+            (CloudAction::Terminate, _) => return refuse("it is not instantiated"),
+        };
+        self.state = next;
+        self.actions.push(CloudActionRecord { state: next, time });
+        self.delete_blocked = (next == CloudState::Instantiated)
+            .then(|| "the logical cloud is instantiated; terminate it first".to_owned());
+        Ok(())
+    }
+}
+
+/// An admin (level-0) logical cloud without a namespace gets `default` when instantiated, as
+/// upstream does; the returned document is what the cloud then reads back as.
+pub fn admin_cloud_on_instantiate(cloud: &Value) -> Option<Value> {
+    let namespace = cloud
+        .pointer("/spec/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !namespace.is_empty() {
+        return None;
+    }
+    let mut updated = cloud.clone();
+    let spec = updated
+        .as_object_mut()?
+        .entry("spec")
+        .or_insert_with(|| json!({}));
+    spec.as_object_mut()?
+        .insert("namespace".into(), Value::String("default".into()));
+    Some(updated)
+}
+
+/// Whether a logical cloud is an admin (level-0) cloud.
+pub fn is_admin_cloud(cloud: &Value) -> bool {
+    matches!(
+        cloud.pointer("/spec/level").and_then(Value::as_str),
+        Some("0") | None | Some("")
+    )
+}
+
+#[cfg(test)]
+mod cloud_tests {
+    use super::*;
+
+    #[test]
+    fn cloud_state_machine() {
+        let mut s = CloudStatus::default();
+        assert!(s.apply(CloudAction::Terminate, "t".into()).is_err());
+        s.apply(CloudAction::Instantiate, "t1".into()).unwrap();
+        assert!(s.delete_blocked.is_some());
+        assert!(s.apply(CloudAction::Instantiate, "t2".into()).is_err());
+        s.apply(CloudAction::Terminate, "t3".into()).unwrap();
+        assert!(s.delete_blocked.is_none());
+        assert!(s.apply(CloudAction::Terminate, "t4".into()).is_err());
+        s.apply(CloudAction::Instantiate, "t5".into()).unwrap();
+        assert_eq!(s.actions.len(), 3);
+    }
+
+    #[test]
+    fn admin_clouds_get_the_default_namespace() {
+        let cloud = json!({"metadata": {"name": "a"}, "spec": {"level": "0", "namespace": ""}});
+        assert!(is_admin_cloud(&cloud));
+        assert_eq!(
+            admin_cloud_on_instantiate(&cloud).unwrap()["spec"]["namespace"],
+            "default"
+        );
+        let named = json!({"metadata": {"name": "a"}, "spec": {"level": "0", "namespace": "ns"}});
+        assert_eq!(admin_cloud_on_instantiate(&named), None);
+        assert!(!is_admin_cloud(&json!({"spec": {"level": "1"}})));
+    }
+}
