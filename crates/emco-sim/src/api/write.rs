@@ -200,11 +200,26 @@ pub(super) fn update(
     check_type_meta(def, &mut body)?;
     check_fields(write, &mut body, false)?;
     check_identity(def, write, name, &body)?;
-    let requested = text(&body, "/metadata/resourceVersion").to_owned();
+    replace_checked(state, write, name, old, old_json, body, subresource)
+}
+
+/// The end of a PUT or PATCH: a resourceVersion in the proposed object must still be current
+/// (409 otherwise); only the part the endpoint may change is taken; then the write is stored.
+fn replace_checked(
+    state: &mut ClusterState,
+    write: &Write,
+    name: &str,
+    old: Value,
+    old_json: Bytes,
+    proposed: Value,
+    subresource: Option<&str>,
+) -> Result<(StatusCode, Bytes), ApiError> {
+    let def = write.def;
+    let requested = text(&proposed, "/metadata/resourceVersion");
     if !requested.is_empty() && requested != text(&old, "/metadata/resourceVersion") {
         return Err(ApiError::stale(def, name));
     }
-    let new = confine(def, &old, body, subresource);
+    let new = confine(def, &old, proposed, subresource);
     finish_update(
         state,
         write,
@@ -462,21 +477,7 @@ pub(super) fn patch(
     }
     let mut patched = apply_patch(def, write, kind, &old, &patch_document)?;
     check_fields(write, &mut patched, false)?;
-    let requested = text(&patched, "/metadata/resourceVersion");
-    if !requested.is_empty() && requested != text(&old, "/metadata/resourceVersion") {
-        return Err(ApiError::stale(def, name));
-    }
-    let new = confine(def, &old, patched, subresource);
-    finish_update(
-        state,
-        write,
-        name,
-        old,
-        old_json,
-        new,
-        Managed::Track,
-        scope_of(def, subresource),
-    )
+    replace_checked(state, write, name, old, old_json, patched, subresource)
 }
 
 fn server_side_apply(
