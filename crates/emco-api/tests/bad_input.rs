@@ -2,130 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // test harness: a failed setup should panic loudly
 
-use std::io::Write;
-use std::sync::Arc;
+mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use emco_api::{AppState, router};
-use emco_store::repository::Repository;
+use axum::http::StatusCode;
+use common::Hub;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-
-struct Hub {
-    app: axum::Router,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-impl Hub {
-    async fn new(max_body: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = emco_store::open("", dir.path()).await.unwrap();
-        let repo = Arc::new(Repository::open(store).await.unwrap());
-        Self {
-            app: router(AppState::new(repo), max_body),
-            _dir: dir,
-        }
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        accept: Option<&str>,
-        body: Vec<u8>,
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        if let Some(a) = accept {
-            req = req.header("accept", a);
-        }
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Reply {
-            status,
-            content_type,
-            body,
-        }
-    }
-
-    async fn json(&self, method: &str, path: &str, body: Value) -> Reply {
-        self.send(
-            method,
-            path,
-            Some("application/json"),
-            None,
-            body.to_string().into_bytes(),
-        )
-        .await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send("GET", path, None, None, vec![]).await
-    }
-
-    async fn multipart(
-        &self,
-        method: &str,
-        path: &str,
-        metadata: &Value,
-        file: Option<(&str, &[u8])>,
-    ) -> Reply {
-        let mut body = Vec::new();
-        write!(
-            body,
-            "--B0und\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n"
-        )
-        .unwrap();
-        if let Some((name, contents)) = file {
-            write!(
-                body,
-                "--B0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-            )
-            .unwrap();
-            body.extend_from_slice(contents);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(b"--B0und--\r\n");
-        self.send(
-            method,
-            path,
-            Some("multipart/form-data; boundary=B0und"),
-            None,
-            body,
-        )
-        .await
-    }
-}
 
 /// A gzipped tar with the given entries (`(path, contents)`; contents `None` = symlink to /etc/passwd).
 fn tgz(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
@@ -350,9 +231,7 @@ async fn uploads_round_trip_and_get_honours_accept() {
         .send("GET", path, None, Some("application/json"), vec![])
         .await;
     assert_eq!(serde_json::from_slice::<Value>(&plain.body).unwrap(), meta);
-    let raw = hub
-        .send("GET", path, None, Some("application/octet-stream"), vec![])
-        .await;
+    let raw = hub.raw(path).await;
     assert_eq!(raw.body, kubeconfig);
     let multi = hub
         .send("GET", path, None, Some("multipart/form-data"), vec![])
@@ -383,15 +262,7 @@ async fn uploads_round_trip_and_get_honours_accept() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
-    let raw = hub
-        .send(
-            "GET",
-            &format!("{APPS}/web"),
-            None,
-            Some("application/octet-stream"),
-            vec![],
-        )
-        .await;
+    let raw = hub.raw(&format!("{APPS}/web")).await;
     assert_eq!(raw.body, archive);
     // Updating the metadata alone keeps the chart.
     let reply = hub
@@ -403,15 +274,7 @@ async fn uploads_round_trip_and_get_honours_accept() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    let raw = hub
-        .send(
-            "GET",
-            &format!("{APPS}/web"),
-            None,
-            Some("application/octet-stream"),
-            vec![],
-        )
-        .await;
+    let raw = hub.raw(&format!("{APPS}/web")).await;
     assert_eq!(raw.body, archive);
 }
 

@@ -2,59 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // test harness: a failed setup should panic loudly
 
-use std::sync::Arc;
+mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use emco_api::{AppState, router};
-use emco_store::repository::Repository;
+use axum::http::StatusCode;
+use common::Hub;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-
-struct Hub {
-    app: axum::Router,
-    _dir: tempfile::TempDir,
-}
-
-impl Hub {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = emco_store::open("", dir.path()).await.unwrap();
-        let repo = Arc::new(Repository::open(store).await.unwrap());
-        Self {
-            app: router(AppState::new(repo), emco_api::DEFAULT_MAX_BODY),
-            _dir: dir,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        let mut req = Request::builder().method(method).uri(path);
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> String {
-        let (status, text) = self.call(method, path, body).await;
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        text
-    }
-}
 
 fn meta(name: &str) -> Value {
     json!({"metadata": {"name": name, "description": "", "userData1": "", "userData2": ""}})
@@ -90,7 +42,7 @@ async fn with_dig(hub: &Hub) {
 
 #[tokio::test]
 async fn missing_parent_is_404_and_nothing_is_stored() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     let (status, text) = hub
         .call(
             "POST",
@@ -109,7 +61,7 @@ async fn missing_parent_is_404_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn references_must_exist_and_block_deletes() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     with_dig(&hub).await;
     // A group referring to a logical cloud that does not exist is refused, and not stored.
     let bad = json!({"metadata": {"name": "dig2"}, "spec": {"compositeProfile": "prof", "version": "r1", "logicalCloud": "ghost", "overrideValues": []}});
@@ -170,7 +122,7 @@ async fn references_must_exist_and_block_deletes() {
 
 #[tokio::test]
 async fn children_block_deletes_until_removed() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     with_dig(&hub).await;
     let (status, text) = hub.call("DELETE", "/v2/projects/p1", None).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -193,7 +145,7 @@ async fn children_block_deletes_until_removed() {
 
 #[tokio::test]
 async fn approved_group_lifecycle_and_state_do_not_touch_the_document() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     with_dig(&hub).await;
     let before = hub.ok("GET", DIG, None).await;
     let (status, text) = hub.call("POST", &format!("{DIG}/instantiate"), None).await;
@@ -218,7 +170,7 @@ async fn approved_group_lifecycle_and_state_do_not_touch_the_document() {
 
 #[tokio::test]
 async fn controller_schema_registered_at_run_time_gets_the_same_guarantees() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     with_dig(&hub).await;
     // A controller whose intents live under deployment intent groups, and whose policies (under
     // projects) refer to a deployment intent group by name.
@@ -340,7 +292,7 @@ async fn controller_schema_registered_at_run_time_gets_the_same_guarantees() {
 
 #[tokio::test]
 async fn inconsistent_segments_are_refused() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     let orphan = json!({"name": "bad", "resources": [{"name": "thing", "parent": "nothing"}]});
     let (status, text) = hub.call("POST", "/v2/schema/segments", Some(orphan)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -358,7 +310,7 @@ async fn inconsistent_segments_are_refused() {
 
 #[tokio::test]
 async fn openapi_covers_every_route() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     let doc: Value = serde_json::from_str(&hub.ok("GET", "/v2/openapi.json", None).await).unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for route in emco_api::route_table() {
@@ -386,7 +338,7 @@ async fn openapi_covers_every_route() {
 
 #[tokio::test]
 async fn unknown_routes_answer_like_upstream() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     let (status, text) = hub.call("POST", "/v2/project", Some(meta("x"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(text, "404 page not found\n");
@@ -394,7 +346,7 @@ async fn unknown_routes_answer_like_upstream() {
 
 #[tokio::test]
 async fn admin_logical_cloud_lifecycle() {
-    let hub = Hub::new().await;
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
     hub.ok("POST", "/v2/projects", Some(meta("p1"))).await;
     let lc = "/v2/projects/p1/logical-clouds/admin";
     hub.ok(
@@ -420,23 +372,10 @@ async fn admin_logical_cloud_lifecycle() {
 
     // A GitOps cluster needs no kubeconfig upload.
     let gitops = json!({"metadata": {"name": "c1"}, "spec": {"gitOps": {"gitOpsType": "fluxcd", "gitOpsReferenceObject": "r", "gitOpsResourceObject": "r"}}});
-    let boundary = "XyZ";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{gitops}\r\n--{boundary}--\r\n"
-    );
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v2/cluster-providers/prov/clusters")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(Body::from(body))
-        .unwrap();
-    assert_eq!(
-        hub.app.clone().oneshot(req).await.unwrap().status(),
-        StatusCode::CREATED
-    );
+    let reply = hub
+        .multipart("POST", "/v2/cluster-providers/prov/clusters", &gitops, None)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
     let reference = json!({"metadata": {"name": "r1"}, "spec": {"clusterProvider": "prov", "cluster": "c1", "loadBalancerIp": "0.0.0.0"}});
     hub.ok("POST", &format!("{lc}/cluster-references"), Some(reference))
         .await;
