@@ -547,6 +547,17 @@ fn pod_status(object: &Value, ready: bool, stamp: &ConditionStamp<'_>, since: i6
         return Value::Object(status);
     }
     let hash = template_hash(object.pointer("/metadata/uid").unwrap_or(&Value::Null));
+    // A pod that is not restarted runs to completion: its containers exit 0 once they ran,
+    // which is what hook and one-shot pods are waited for.
+    let runs_to_completion = matches!(
+        object
+            .pointer("/spec/restartPolicy")
+            .and_then(Value::as_str),
+        Some("Never" | "OnFailure")
+    );
+    if runs_to_completion {
+        return completed_pod_status(object, status, &hash, &started, stamp);
+    }
     let octet =
         |index: usize| u32::from(hash.as_bytes().get(index).copied().unwrap_or(0)) % 250 + 2;
     let pod_ip = format!("10.244.{}.{}", octet(0), octet(1));
@@ -585,6 +596,64 @@ fn pod_status(object: &Value, ready: bool, stamp: &ConditionStamp<'_>, since: i6
     status.insert("hostIPs".into(), json!([{"ip": "10.0.0.1"}]));
     status.insert("podIP".into(), json!(pod_ip));
     status.insert("podIPs".into(), json!([{ "ip": pod_ip }]));
+    status.entry("startTime").or_insert_with(|| json!(started));
+    status.insert("containerStatuses".into(), json!(containers));
+    Value::Object(status)
+}
+
+/// A pod whose containers ran and exited 0 (phase `Succeeded`, as the kubelet reports it).
+fn completed_pod_status(
+    object: &Value,
+    mut status: serde_json::Map<String, Value>,
+    hash: &str,
+    started: &str,
+    stamp: &ConditionStamp<'_>,
+) -> Value {
+    let containers: Vec<Value> = object
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|container| {
+            let image = text(container, "/image");
+            json!({
+                "name": text(container, "/name"),
+                "state": {"terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": started,
+                    "finishedAt": stamp.now,
+                    "containerID": format!("containerd://{}", hash.repeat(6)),
+                }},
+                "lastState": {},
+                "ready": false,
+                "restartCount": 0,
+                "image": image,
+                "imageID": format!("{image}@sha256:{}", "0".repeat(64)),
+                "started": false,
+            })
+        })
+        .collect();
+    let completed = |kind: &str| {
+        json!({
+            "type": kind,
+            "status": "False",
+            "lastProbeTime": null,
+            "lastTransitionTime": stamp.now,
+            "reason": "PodCompleted",
+        })
+    };
+    status.insert("phase".into(), json!("Succeeded"));
+    status.insert(
+        "conditions".into(),
+        json!([
+            stamp.probed("Initialized", Some("PodCompleted"), None),
+            completed("Ready"),
+            completed("ContainersReady"),
+            stamp.probed("PodScheduled", None, None),
+        ]),
+    );
+    status.insert("hostIP".into(), json!("10.0.0.1"));
     status.entry("startTime").or_insert_with(|| json!(started));
     status.insert("containerStatuses".into(), json!(containers));
     Value::Object(status)

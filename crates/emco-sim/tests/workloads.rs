@@ -197,6 +197,13 @@ kind: Pod
 metadata: {name: shell, namespace: default}
 spec:
   containers: [{name: shell, image: busybox:1.36}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once, namespace: default}
+spec:
+  restartPolicy: Never
+  containers: [{name: once, image: busybox:1.36}]
 "#;
     harness.apply("edge-1", manifest, &[]).await;
     harness
@@ -237,6 +244,22 @@ spec:
     let pod = get_json(&harness, &["pod", "shell"]).await;
     assert_eq!(pod["status"]["phase"], "Running");
     assert_eq!(pod["status"]["containerStatuses"][0]["ready"], true);
+    // A pod that is not restarted runs to completion; kubectl's own jsonpath wait agrees.
+    harness
+        .kubectl_ok(
+            "edge-1",
+            &[
+                "wait",
+                "--for=jsonpath={.status.phase}=Succeeded",
+                "pod/once",
+                "--timeout=20s",
+            ],
+        )
+        .await;
+    let once = get_json(&harness, &["pod", "once"]).await;
+    let container = &once["status"]["containerStatuses"][0];
+    assert_eq!(container["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(condition(&once, "Ready")["reason"], "PodCompleted");
 }
 
 #[tokio::test]
