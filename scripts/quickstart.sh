@@ -50,16 +50,23 @@ done
 ctl=("$bin/emcoctl" --config "$work/emco-cfg.yaml")
 "${ctl[@]}" apply -f examples/quickstart/prerequisites.yaml -v "$work/values.yaml"
 "${ctl[@]}" apply -f examples/quickstart/deployment.yaml -v "$work/values.yaml"
+"${ctl[@]}" apply -f examples/quickstart/instantiate.yaml -v "$work/values.yaml"
+dig=projects/demo/composite-apps/hello-app/v1/deployment-intent-groups/hello-dig
 echo
-echo "== the deployment intent group and its state"
-curl -fsS "http://$listen/v2/projects/demo/composite-apps/hello-app/v1/deployment-intent-groups/hello-dig"; echo
-curl -fsS "http://$listen/v2/projects/demo/composite-apps/hello-app/v1/deployment-intent-groups/hello-dig/status"; echo
-echo "== clusters labelled edge"
-curl -fsS "http://$listen/v2/cluster-providers/edge-provider/clusters?label=edge"; echo
+echo "== deploying: emcoctl status --watch (until every resource on every cluster is ready)"
+"${ctl[@]}" status "$dig" --watch --interval 500ms --timeout 2m
+echo
+echo "== upstream's status query: status=ready&output=summary"
+curl -fsS "http://$listen/v2/$dig/status?status=ready&output=summary"; echo
 
-echo "== a simulated cluster, through kubectl"
+echo
+echo "== what kubectl sees on each simulated cluster"
 if command -v kubectl >/dev/null 2>&1; then
-  kubectl --kubeconfig "$work/kube/edge-1.kubeconfig" --cache-dir "$work/kubecache" get namespaces
+  for cluster in edge-1 edge-2 edge-3; do
+    echo "-- $cluster"
+    kubectl --kubeconfig "$work/kube/$cluster.kubeconfig" --cache-dir "$work/kubecache" \
+      get deployments,services -l emco/deployment-id -o wide
+  done
 fi
 
 if [ "${QUICKSTART_EXIT:-0}" = "1" ]; then
@@ -68,5 +75,7 @@ fi
 echo
 echo "hub serving on http://$listen (API document: http://$listen/v2/openapi.json)"
 echo "simulated clusters on http://$sim_listen: kubectl --kubeconfig $work/kube/edge-1.kubeconfig get all -A"
+echo "status:    $bin/emcoctl --config $work/emco-cfg.yaml status $dig"
+echo "terminate: $bin/emcoctl --config $work/emco-cfg.yaml apply -f examples/quickstart/terminate.yaml -v $work/values.yaml"
 echo "Ctrl-C to stop"
 wait "$hub"

@@ -7,14 +7,8 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 
-/// One uploaded file part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilePart {
-    /// The form field (`file` or `files`).
-    pub field: String,
-    pub filename: Option<String>,
-    pub contents: Bytes,
-}
+/// One uploaded file part (stored as posted: see `emco_store::attachment`).
+pub use emco_store::attachment::FilePart;
 
 /// A request body, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +75,7 @@ async fn decode_multipart(bytes: Bytes, boundary: String) -> ApiResult<Body> {
             "file" | "files" => files.push(FilePart {
                 field: name,
                 filename,
-                contents,
+                contents: contents.to_vec(),
             }),
             other => {
                 return Err(ApiError::BadRequest(format!(

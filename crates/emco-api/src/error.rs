@@ -23,6 +23,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// The hub runs without a part this request needs: 503.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("internal error: {0}")]
@@ -38,6 +41,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Repo(e) => match e {
                 RepoError::NotFound(_) | RepoError::ParentMissing { .. } => StatusCode::NOT_FOUND,
@@ -104,6 +108,20 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<emco_deploy::DeployError> for ApiError {
+    fn from(e: emco_deploy::DeployError) -> Self {
+        use emco_deploy::DeployError as D;
+        match e {
+            D::NotFound(m) => ApiError::NotFound(m),
+            D::Conflict(m) => ApiError::Conflict(m),
+            D::BadRequest(m) => ApiError::BadRequest(m),
+            D::Internal(m) => ApiError::Internal(m),
+            D::Repo(e) => ApiError::Repo(e),
+            D::Store(e) => ApiError::Repo(RepoError::Store(e)),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
 pub struct AppState {
     pub repo: Arc<Repository>,
     pub archive_limits: Arc<ArchiveLimits>,
+    /// The deploy path (instantiate, terminate, stop, status); `None` in a hub started without
+    /// one (then those actions answer 503).
+    pub deployer: Option<Arc<emco_deploy::Deployer>>,
 }
 
 impl AppState {
@@ -37,7 +40,13 @@ impl AppState {
         Self {
             repo,
             archive_limits: Arc::new(ArchiveLimits::default()),
+            deployer: None,
         }
+    }
+
+    pub fn with_deployer(mut self, deployer: Arc<emco_deploy::Deployer>) -> Self {
+        self.deployer = Some(deployer);
+        self
     }
 }
 

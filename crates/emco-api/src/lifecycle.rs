@@ -1,11 +1,12 @@
 //! Lifecycle endpoints of deployment intent groups and logical clouds.
 //!
 //! The state machine lives in `emco_core::lifecycle`; this module loads and stores the state next
-//! to the resource. Deploying (instantiate, terminate, update, rollback, migrate) needs the
-//! resource synchronizer, which arrives with the deploy issue (#4); until then those actions
-//! answer 501 after the state checks, so a caller learns both what is wrong and what is missing.
+//! to the resource. Instantiate, terminate, stop and status go to `emco_deploy::Deployer`; update,
+//! rollback and migrate answer 501 after the state checks until the update issue (#6).
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use emco_core::key::ResourceKey;
@@ -81,33 +82,103 @@ pub async fn approve(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// Instantiate, terminate, stop, update, rollback, migrate: state checks now, deploying with #4.
+fn deployer(state: &AppState) -> ApiResult<&emco_deploy::Deployer> {
+    state.deployer.as_deref().ok_or_else(|| {
+        ApiError::Unavailable("this hub runs without a deployer (no resource synchronizer)".into())
+    })
+}
+
+/// Instantiate, terminate and stop go to the deployer; update, rollback and migrate check the
+/// state and then answer 501 until the update issue (#6) lands.
 pub async fn deploy_action(
     state: AppState,
     params: Vec<(String, String)>,
     action: Action,
 ) -> ApiResult<Response> {
     let key = dig_key(&params)?;
+    // The state rules first, so a refused action is a 409 whatever this hub can deploy.
     let (status, _) = load::<DigStatus>(&state, &key).await?;
-    let mut probe = status.clone();
-    probe
+    status
+        .clone()
         .apply(action, String::new())
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    Err(ApiError::NotImplemented(format!(
-        "{action:?} of {key}: deploying to clusters is not available in this build yet (EMCO-rs issue #4); the state ({:?}) is unchanged",
-        status.state
-    )))
+    match action {
+        Action::Instantiate => {
+            deployer(&state)?.instantiate(&key).await?;
+        }
+        Action::Terminate => deployer(&state)?.terminate(&key).await?,
+        Action::Stop => deployer(&state)?.stop(&key).await?,
+        Action::Approve => {
+            return Err(ApiError::Internal(
+                "approve is routed to its own handler".into(),
+            ));
+        }
+        Action::Update | Action::Rollback | Action::Migrate => {
+            return Err(ApiError::NotImplemented(format!(
+                "{action:?} of {key}: updating a deployed group is not available in this build yet (EMCO-rs issue #6); the state ({:?}) is unchanged",
+                status.state
+            )));
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
+/// `GET .../status` with upstream's query parameters.
 pub async fn status(
     State(state): State<AppState>,
     Path(params): PathParams,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     let key = dig_key(&params)?;
-    let dig = state.repo.get(&key).await?;
-    let (status, _) = load::<DigStatus>(&state, &key).await?;
-    let value = emco_core::lifecycle::status_document(&key, &dig.data, &status);
+    let Some(deployer) = state.deployer.as_deref() else {
+        let dig = state.repo.get(&key).await?;
+        let (status, _) = load::<DigStatus>(&state, &key).await?;
+        let value = emco_core::lifecycle::status_document(&key, &dig.data, &status);
+        return Ok(axum::Json(value).into_response());
+    };
+    let mut params: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, value) in query {
+        params.entry(name).or_default().push(value);
+    }
+    let value = deployer.status(&key, &params).await?;
     Ok(axum::Json(value).into_response())
+}
+
+/// After a deployment intent group or one of its intents changed: an approved group goes back
+/// to Created (it must be approved again, as upstream asks).
+pub async fn revoke_approval(state: &AppState, changed: &ResourceKey) -> ApiResult<()> {
+    if changed.get("deploymentIntentGroup").is_none() {
+        return Ok(());
+    }
+    let elements: Vec<(String, String)> = changed
+        .elements
+        .iter()
+        .take_while(|(name, _)| name != "deploymentIntentGroup")
+        .chain(
+            changed
+                .elements
+                .iter()
+                .filter(|(name, _)| name == "deploymentIntentGroup"),
+        )
+        .cloned()
+        .collect();
+    let key = ResourceKey::new("deploymentIntentGroup", elements);
+    if !state.repo.exists(&key).await? {
+        return Ok(());
+    }
+    for _ in 0..8 {
+        let (mut status, rev) = load::<DigStatus>(state, &key).await?;
+        if !status.revoke_approval(now()) {
+            return Ok(());
+        }
+        let doc = serde_json::to_value(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if state.repo.put_state(&key, &doc, rev).await? {
+            return Ok(());
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "{key} is being changed concurrently; try again"
+    )))
 }
 
 /// `POST .../logical-clouds/{lc}/instantiate|terminate` for admin (level-0) clouds: nothing is

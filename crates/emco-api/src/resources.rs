@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use bytes::Bytes;
 use emco_core::key::ResourceKey;
 use emco_core::kinds::{BodyFormat, NameField, RestKind};
@@ -130,7 +129,7 @@ fn attachment(
     for f in &body.files {
         check_file(state, kind, f)?;
     }
-    Ok(Some(pack_files(&body.files)))
+    Ok(Some(emco_store::attachment::pack(&body.files)))
 }
 
 fn check_file(state: &AppState, kind: &RestKind, f: &FilePart) -> ApiResult<()> {
@@ -153,32 +152,6 @@ fn check_file(state: &AppState, kind: &RestKind, f: &FilePart) -> ApiResult<()> 
 }
 
 /// Attachments are stored as one JSON document listing every uploaded part.
-fn pack_files(files: &[FilePart]) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let list: Vec<Value> = files
-        .iter()
-        .map(|f| json!({"field": f.field, "filename": f.filename, "content": b64.encode(&f.contents)}))
-        .collect();
-    serde_json::to_vec(&list).unwrap_or_default()
-}
-
-/// The stored attachment's parts.
-pub fn unpack_files(blob: &[u8]) -> Vec<FilePart> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let Ok(list) = serde_json::from_slice::<Vec<Value>>(blob) else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|v| {
-            Some(FilePart {
-                field: v.get("field")?.as_str()?.to_owned(),
-                filename: v.get("filename").and_then(Value::as_str).map(str::to_owned),
-                contents: Bytes::from(b64.decode(v.get("content")?.as_str()?).ok()?),
-            })
-        })
-        .collect()
-}
-
 pub async fn create(
     state: AppState,
     kind: &'static RestKind,
@@ -192,6 +165,9 @@ pub async fn create(
     let key = key_from_path(kind, &params, &own)?;
     let blob = attachment(&state, kind, &body, true)?;
     let stored = state.repo.create(&key, body.json, blob).await?;
+    if key.kind != "deploymentIntentGroup" {
+        crate::lifecycle::revoke_approval(&state, &key).await?;
+    }
     Ok((StatusCode::CREATED, axum::Json(stored.data)).into_response())
 }
 
@@ -214,6 +190,7 @@ pub async fn update(
         return Err(RepoError::NotFound(key).into());
     }
     let (stored, how) = state.repo.upsert(&key, body.json, blob).await?;
+    crate::lifecycle::revoke_approval(&state, &key).await?;
     let status = match how {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
@@ -274,7 +251,7 @@ pub async fn get(
         && (accept.contains("multipart/form-data") || accept.contains("application/octet-stream"))
     {
         let files = match state.repo.get_blob(&key).await? {
-            Some(blob) => unpack_files(&blob),
+            Some(blob) => emco_store::attachment::unpack(&blob),
             None => Vec::new(),
         };
         if accept.contains("application/octet-stream") {
@@ -502,8 +479,25 @@ pub async fn delete(
     params: Vec<(String, String)>,
 ) -> ApiResult<Response> {
     let key = key_from_path(kind, &params, &[])?;
-    state.repo.delete(&key).await?;
+    delete_one(&state, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes one resource. A deployment intent group must also have finished terminating, and its
+/// app contexts go with it; deleting one of a group's intents revokes the group's approval.
+async fn delete_one(state: &AppState, key: &ResourceKey) -> ApiResult<()> {
+    let deployer = state.deployer.as_deref();
+    if key.kind == "deploymentIntentGroup"
+        && let Some(deployer) = deployer
+    {
+        deployer.check_deletable(key).await?;
+        let status = deployer.state(key).await?;
+        state.repo.delete(key).await?;
+        deployer.forget(&status).await;
+        return Ok(());
+    }
+    state.repo.delete(key).await?;
+    crate::lifecycle::revoke_approval(state, key).await
 }
 
 /// `DELETE` on a collection (where upstream offers it): deletes every item, leaf rules still apply.
@@ -514,7 +508,7 @@ pub async fn delete_all(
 ) -> ApiResult<Response> {
     let parent = parent_key(kind, &params)?;
     for item in list_checked(&state, kind, &parent).await? {
-        state.repo.delete(&item.key).await?;
+        delete_one(&state, &item.key).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

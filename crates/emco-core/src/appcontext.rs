@@ -15,10 +15,10 @@
 //!
 //! Emco-core does not depend on emco-helm. The caller converts a rendered helm release into
 //! [`ContextObject`]s: every `release.crds` object becomes [`Phase::Crd`]; every
-//! `release.resources[i]` becomes [`Phase::Resource`] with `order: i`; every hook whose events
-//! include pre-install becomes [`Phase::PreInstallHook`] with its weight, post-install likewise
-//! [`Phase::PostInstallHook`], with the hook's effective delete policies mapped one to one onto
-//! [`DeletePolicy`]; `keep_on_uninstall` copies `RenderedObject::keep_on_uninstall()`.
+//! `release.resources[i]` becomes [`Phase::Resource`] with `order: i`; every hook that runs on
+//! install or delete becomes one [`Phase::Hook`] with its weight and [`HookEvents`] (one object,
+//! even when it runs at several events), with the hook's effective delete policies mapped one to
+//! one onto [`DeletePolicy`]; `keep_on_uninstall` copies `RenderedObject::keep_on_uninstall()`.
 //!
 //! Mutable state (per-object and per-cluster status, the synchronizer's progress) is deliberately
 //! not part of the context: the context never changes once written, status is stored by the
@@ -171,22 +171,52 @@ impl Dependency {
 pub enum Phase {
     /// A CustomResourceDefinition, applied first.
     Crd,
-    /// A pre-install hook; lower weights run first.
-    PreInstallHook { weight: i64 },
     /// An ordinary resource; `order` is its position in the install order.
     Resource { order: u32 },
-    /// A post-install hook; lower weights run first.
-    PostInstallHook { weight: i64 },
+    /// A Helm hook, run at each of its `events`; lower weights run first. Hooks are not part of
+    /// the release's resources: uninstalling does not delete them (their delete policies do).
+    Hook { weight: i64, events: HookEvents },
+}
+
+/// The lifecycle events a hook runs at (the install and delete ones; upgrade and rollback hooks
+/// belong to the update issue, test hooks never reach a context).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookEvents {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_install: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_install: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_delete: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_delete: bool,
+}
+
+impl HookEvents {
+    pub fn is_empty(self) -> bool {
+        !(self.pre_install || self.post_install || self.pre_delete || self.post_delete)
+    }
 }
 
 impl Phase {
-    /// Sort key giving the install order: CRDs, pre-install hooks, resources, post-install hooks.
+    /// Sort key giving the install order: CRDs, pre-install hooks, resources, post-install hooks,
+    /// then hooks that only run on delete.
     fn install_rank(self) -> (u8, i64) {
         match self {
             Phase::Crd => (0, 0),
-            Phase::PreInstallHook { weight } => (1, weight),
+            Phase::Hook { weight, events } if events.pre_install => (1, weight),
             Phase::Resource { order } => (2, i64::from(order)),
-            Phase::PostInstallHook { weight } => (3, weight),
+            Phase::Hook { weight, events } if events.post_install => (3, weight),
+            Phase::Hook { weight, .. } => (4, weight),
+        }
+    }
+
+    /// The hook's weight and events, or `None` for CRDs and resources.
+    pub fn hook(self) -> Option<(i64, HookEvents)> {
+        match self {
+            Phase::Hook { weight, events } => Some((weight, events)),
+            _ => None,
         }
     }
 }

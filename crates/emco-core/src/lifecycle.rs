@@ -29,14 +29,13 @@ impl DigState {
         DigState::Updated,
     ];
 
-    /// Whether resources may be on clusters in this state (then the group cannot be deleted).
+    /// Whether resources are meant to be on clusters in this state (then the group cannot be
+    /// deleted). A stopped terminate is not: its run finishes (leaving what it could not delete
+    /// reported in status), and the group may be terminated again, instantiated or deleted.
     pub fn is_deployed(self) -> bool {
         matches!(
             self,
-            DigState::Instantiated
-                | DigState::InstantiateStopped
-                | DigState::Updated
-                | DigState::TerminateStopped
+            DigState::Instantiated | DigState::InstantiateStopped | DigState::Updated
         )
     }
 }
@@ -66,6 +65,10 @@ pub struct ActionRecord {
     pub state: DigState,
     pub time: String,
     pub revision: u64,
+    /// The app context the action worked on (upstream `ActionEntry.ContextId`, served as
+    /// `instance`); empty for Created and Approved.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 /// The stored state document.
@@ -81,9 +84,52 @@ pub struct DigStatus {
     /// Why the group cannot be deleted now (read by the repository's delete check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_blocked: Option<String>,
+    /// The context that tracks status from instantiation to termination (upstream
+    /// `statusctxid`): set by the first instantiate after creation or termination.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status_context_id: String,
 }
 
 impl DigStatus {
+    /// The app context of the most recent action that had one (the deployed revision).
+    pub fn current_context(&self) -> Option<&str> {
+        self.actions
+            .iter()
+            .rev()
+            .map(|action| action.instance.as_str())
+            .find(|instance| !instance.is_empty())
+    }
+
+    /// Records `context` as the instance of the action just applied; an instantiate also makes
+    /// it the deployed revision `revision` and the context status is tracked in.
+    pub fn set_instance(&mut self, context: &str, revision: u64) {
+        if let Some(last) = self.actions.last_mut() {
+            last.instance = context.to_owned();
+            if last.state == DigState::Instantiated {
+                last.revision = revision;
+                self.revision = revision;
+                self.status_context_id = context.to_owned();
+            }
+        }
+    }
+
+    /// Changing the group or its intents after approval: back to Created (upstream asks for a
+    /// new approval). Returns whether anything changed; deployed groups keep their state (their
+    /// changes take effect with an update).
+    pub fn revoke_approval(&mut self, time: String) -> bool {
+        if self.state != DigState::Approved {
+            return false;
+        }
+        self.state = DigState::Created;
+        self.actions.push(ActionRecord {
+            state: DigState::Created,
+            time,
+            revision: self.revision,
+            instance: String::new(),
+        });
+        true
+    }
+
     /// Moves the state machine; `time` is recorded with the new state.
     pub fn apply(&mut self, action: Action, time: String) -> Result<(), TransitionError> {
         use DigState as S;
@@ -95,13 +141,18 @@ impl DigStatus {
             })
         };
         let next = match (action, self.state) {
-            (Action::Approve, S::Created | S::Terminated | S::Approved) => S::Approved,
+            (Action::Approve, S::Created | S::Terminated | S::TerminateStopped) => S::Approved,
+            // Upstream's conformance corpus expects approving twice to be refused.
+            (Action::Approve, S::Approved) => return refuse("it is already approved"),
             (Action::Approve, _) => return refuse("it is deployed; terminate it first"),
             // As upstream: a terminated group may be instantiated again without a new approval.
-            (Action::Instantiate, S::Approved | S::Terminated) => S::Instantiated,
+            (Action::Instantiate, S::Approved | S::Terminated | S::TerminateStopped) => {
+                S::Instantiated
+            }
             (Action::Instantiate, S::Created) => return refuse("approve it first"),
             (Action::Instantiate, _) => return refuse("it is already instantiated"),
-            (Action::Terminate, s) if s.is_deployed() => S::Terminated,
+            // Terminating again after a stopped terminate retries what was left.
+            (Action::Terminate, s) if s.is_deployed() || s == S::TerminateStopped => S::Terminated,
             (Action::Terminate, _) => return refuse("it is not instantiated"),
             (Action::Stop, S::Instantiated | S::Updated) => S::InstantiateStopped,
             (Action::Stop, S::Terminated) => S::TerminateStopped,
@@ -114,10 +165,15 @@ impl DigStatus {
             }
         };
         self.state = next;
+        let instance = match next {
+            S::Approved => String::new(),
+            _ => self.current_context().unwrap_or_default().to_owned(),
+        };
         self.actions.push(ActionRecord {
             state: next,
             time,
             revision: self.revision,
+            instance,
         });
         self.delete_blocked = next
             .is_deployed()
@@ -171,7 +227,7 @@ mod tests {
         let mut s = DigStatus::default();
         assert!(s.apply(Action::Instantiate, "t0".into()).is_err());
         s.apply(Action::Approve, "t1".into()).unwrap();
-        s.apply(Action::Approve, "t1b".into()).unwrap();
+        assert!(s.apply(Action::Approve, "t1b".into()).is_err());
         assert!(s.delete_blocked.is_none());
         s.apply(Action::Instantiate, "t2".into()).unwrap();
         assert!(s.delete_blocked.is_some());
@@ -183,7 +239,46 @@ mod tests {
         assert!(s.apply(Action::Terminate, "t6".into()).is_err());
         s.apply(Action::Instantiate, "t7".into()).unwrap();
         assert_eq!(s.state, DigState::Instantiated);
-        assert_eq!(s.actions.len(), 6);
+        assert_eq!(s.actions.len(), 5);
+    }
+
+    #[test]
+    fn instances_follow_the_deployed_context() {
+        let mut s = DigStatus::default();
+        s.apply(Action::Approve, "t1".into()).unwrap();
+        s.apply(Action::Instantiate, "t2".into()).unwrap();
+        s.set_instance("ctx1", 1);
+        assert_eq!(s.status_context_id, "ctx1");
+        s.apply(Action::Stop, "t3".into()).unwrap();
+        assert_eq!(s.actions[2].instance, "ctx1");
+        s.apply(Action::Terminate, "t4".into()).unwrap();
+        assert_eq!(s.actions[3].instance, "ctx1");
+        s.apply(Action::Stop, "t5".into()).unwrap();
+        assert_eq!(s.state, DigState::TerminateStopped);
+        assert!(
+            s.delete_blocked.is_none(),
+            "a stopped terminate may be deleted"
+        );
+        s.apply(Action::Terminate, "t6".into()).unwrap();
+        s.apply(Action::Instantiate, "t7".into()).unwrap();
+        s.set_instance("ctx2", 2);
+        assert_eq!(s.actions.last().unwrap().revision, 2);
+        assert_eq!(s.current_context(), Some("ctx2"));
+        assert_eq!(s.actions[0].instance, "");
+    }
+
+    #[test]
+    fn changing_an_approved_group_revokes_the_approval() {
+        let mut s = DigStatus::default();
+        assert!(!s.revoke_approval("t0".into()));
+        s.apply(Action::Approve, "t1".into()).unwrap();
+        assert!(s.revoke_approval("t2".into()));
+        assert_eq!(s.state, DigState::Created);
+        assert!(s.apply(Action::Instantiate, "t3".into()).is_err());
+        s.apply(Action::Approve, "t4".into()).unwrap();
+        s.apply(Action::Instantiate, "t5".into()).unwrap();
+        assert!(!s.revoke_approval("t6".into()));
+        assert_eq!(s.state, DigState::Instantiated);
     }
 
     #[test]

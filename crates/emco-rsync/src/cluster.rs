@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{self, Scope};
@@ -76,6 +76,10 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// What is needed to reach the cluster could not be read right now (the hub's store
+    /// failed); worth retrying.
+    #[error("cluster {cluster}: unavailable: {message}")]
+    Unavailable { cluster: String, message: String },
 }
 
 impl ClusterError {
@@ -89,13 +93,25 @@ impl ClusterError {
             // A CRD applied moments ago may not be served yet; the caller's attempt limit or
             // `stop` ends a kind that never appears.
             Self::UnknownKind { .. } => Retry::Backoff,
-            Self::Timeout { .. } | Self::Transport { .. } => Retry::Backoff,
+            Self::Timeout { .. } | Self::Transport { .. } | Self::Unavailable { .. } => {
+                Retry::Backoff
+            }
             Self::Api {
                 code, retry_after, ..
             } => match code {
                 408 | 429 | 500..=599 => retry_after.map_or(Retry::Backoff, Retry::After),
                 _ => Retry::Never,
             },
+        }
+    }
+
+    /// Whether the error says the cluster itself cannot be reached or is overloaded (as opposed
+    /// to refusing one object): the synchronizer reports such a cluster as `Retrying`.
+    pub fn is_connectivity(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Transport { .. } => true,
+            Self::Api { code, .. } => matches!(code, 408 | 429 | 500..=599),
+            _ => false,
         }
     }
 
@@ -167,6 +183,15 @@ pub trait ClusterApi: Send + Sync {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, ClusterError>;
+    /// Lists the objects of a kind matching `label_selector` (`key=value,...`), in `namespace`
+    /// or, when `None`, in all namespaces. Every item carries its `apiVersion` and `kind`.
+    async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<Value>, ClusterError>;
 }
 
 /// Tunables of a cluster client.
@@ -237,6 +262,12 @@ impl KubeCluster {
         // The synchronizer owns the retry policy (backoff, `stop`); kube's built-in retry of
         // 429/503/504 would hide those answers and sleep past the request timeout.
         config.default_retry = false;
+        // A plain-HTTP server needs no trust roots; without this, every client would load the
+        // platform's root store (milliseconds and ~120 KiB each), which matters with thousands
+        // of clusters.
+        if config.cluster_url.scheme_str() == Some("http") && config.root_cert.is_none() {
+            config.root_cert = Some(Vec::new());
+        }
         let client = Client::try_from(config).map_err(|error| invalid(error.to_string()))?;
         Ok(Self {
             name: name.to_owned(),
@@ -396,6 +427,38 @@ impl ClusterApi for KubeCluster {
             .await?
             .map(|object| to_value(&self.name, object))
             .transpose()
+    }
+
+    async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let resolved = self.resolve(api_version, kind).await?;
+        let api: Api<DynamicObject> = match namespace.filter(|namespace| !namespace.is_empty()) {
+            Some(namespace) if resolved.namespaced => {
+                Api::namespaced_with(self.client.clone(), namespace, &resolved.resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resolved.resource),
+        };
+        let params = ListParams::default().labels(label_selector);
+        let listed = self.call(api.list(&params)).await?;
+        listed
+            .items
+            .into_iter()
+            .map(|object| {
+                let mut value = to_value(&self.name, object)?;
+                // List items may come without their type (the list carries it); readiness
+                // rules need it.
+                if let Some(fields) = value.as_object_mut() {
+                    fields.insert("apiVersion".into(), Value::from(api_version));
+                    fields.insert("kind".into(), Value::from(kind));
+                }
+                Ok(value)
+            })
+            .collect()
     }
 }
 

@@ -16,6 +16,7 @@
 //! [`EtcdStore`] (an etcd v3 cluster, keys under a namespace prefix). [`open`] picks one from an
 //! address such as `etcd://h1:2379,h2:2379`.
 
+pub mod attachment;
 pub mod repository;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -30,7 +31,7 @@ mod etcd_store;
 mod redb_store;
 
 pub use etcd_store::{DEFAULT_NAMESPACE, EtcdStore};
-pub use redb_store::{DEFAULT_CHANGE_LOG_LIMIT, RedbOptions, RedbStore};
+pub use redb_store::{DEFAULT_CACHE_BYTES, DEFAULT_CHANGE_LOG_LIMIT, RedbOptions, RedbStore};
 
 /// One stored key with its value and revisions.
 #[derive(Debug, Clone, PartialEq, Eq)]

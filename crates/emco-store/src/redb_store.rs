@@ -57,12 +57,19 @@ pub struct RedbOptions {
     /// About how many events the change log keeps (whole revisions are dropped, and never the
     /// newest one). A watch starting before the oldest kept revision gets [`Error::Compacted`].
     pub change_log_limit: u64,
+    /// Bytes of page cache. redb's own default (1 GiB) would let the cache alone exceed the
+    /// hub's memory budget; hot data (contexts being deployed, records) is far smaller.
+    pub cache_bytes: usize,
 }
+
+/// The page cache the embedded store keeps by default.
+pub const DEFAULT_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 impl Default for RedbOptions {
     fn default() -> Self {
         Self {
             change_log_limit: DEFAULT_CHANGE_LOG_LIMIT,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -96,7 +103,9 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Backend(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(&path)
             .map_err(|e| Error::Backend(format!("opening {}: {e}", path.display())))?;
         let revision = init_tables(&db).map_err(backend)?;
         let db = Arc::new(db);

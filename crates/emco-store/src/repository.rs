@@ -505,6 +505,20 @@ impl Repository {
         state: &Value,
         expected_revision: u64,
     ) -> RepoResult<bool> {
+        self.put_state_with(key, state, expected_revision, Vec::new())
+            .await
+    }
+
+    /// [`Repository::put_state`] plus `extra` writes in the same transaction, so a decision
+    /// recorded elsewhere (e.g. the synchronizer's work order) is durable exactly when the state
+    /// change is. `extra` must not touch the state key.
+    pub async fn put_state_with(
+        &self,
+        key: &ResourceKey,
+        state: &Value,
+        expected_revision: u64,
+        extra: Vec<Op>,
+    ) -> RepoResult<bool> {
         let value = serde_json::to_vec(state).map_err(|e| RepoError::Corrupt {
             key: key.state_key(),
             message: e.to_string(),
@@ -516,10 +530,12 @@ impl Repository {
                     Compare::Exists(key.data_key()),
                     Compare::ModRevision(key.state_key(), expected_revision),
                 ],
-                ops: vec![Op::Put {
+                ops: std::iter::once(Op::Put {
                     key: key.state_key(),
                     value,
-                }],
+                })
+                .chain(extra)
+                .collect(),
             })
             .await?;
         if !out.succeeded && out.failed_compare == Some(0) {

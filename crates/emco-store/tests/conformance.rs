@@ -84,6 +84,7 @@ mod redb {
             dir.path(),
             RedbOptions {
                 change_log_limit: 10,
+                ..RedbOptions::default()
             },
         )
         .unwrap();
@@ -110,6 +111,7 @@ mod redb {
             dir.path(),
             RedbOptions {
                 change_log_limit: 20,
+                ..RedbOptions::default()
             },
         )
         .unwrap();

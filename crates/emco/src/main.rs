@@ -28,7 +28,10 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // kube's client logs every failed request at ERROR; the synchronizer already reports
+            // each retry (and the cluster's state in status), so by default it stays quiet.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -6,7 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::ServiceExt;
+use std::time::Duration;
+
 use emco_api::{AppState, DEFAULT_MAX_BODY, router};
+use emco_deploy::{Deployer, SyncEngine};
+use emco_helm::{HelmConfig, HelmRenderer};
+use emco_rsync::ClusterOptions;
+use emco_rsync::engine::{StoreConnector, SyncConfig, Synchronizer};
 use emco_store::repository::{DanglingReferences, Repository};
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -35,6 +41,18 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (bigger ones get 413).
     #[arg(long, env = "EMCO_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// The `helm` binary that renders charts (default: `helm` on PATH).
+    #[arg(long, env = "EMCO_HELM")]
+    helm: Option<PathBuf>,
+    /// Clusters the resource synchronizer works on at once.
+    #[arg(long, env = "EMCO_MAX_CONCURRENT_CLUSTERS", default_value_t = SyncConfig::default().max_concurrent_clusters)]
+    max_concurrent_clusters: usize,
+    /// First retry delay for an unreachable or failing cluster, in milliseconds (doubles up to
+    /// --max-backoff-ms, with jitter).
+    #[arg(long, env = "EMCO_BACKOFF_MS", default_value_t = 1000)]
+    backoff_ms: u64,
+    #[arg(long, env = "EMCO_MAX_BACKOFF_MS", default_value_t = 30_000)]
+    max_backoff_ms: u64,
 }
 
 impl ServeArgs {
@@ -62,7 +80,8 @@ impl ServeArgs {
             .await
             .context("loading the referential schema")?;
         let repo = Arc::new(repo.with_dangling_references(policy));
-        let app = router(AppState::new(repo), self.max_body);
+        let deployer = self.deployer(&repo).await?;
+        let app = router(AppState::new(repo).with_deployer(deployer), self.max_body);
         // Upstream accepts `/collection/` and `/collection` alike.
         let app = NormalizePathLayer::trim_trailing_slash().layer(app);
         let listener = tokio::net::TcpListener::bind(self.listen)
@@ -80,5 +99,39 @@ impl ServeArgs {
         })
         .await?;
         Ok(())
+    }
+
+    /// The deploy path: real Helm, the resource synchronizer on the same store (resuming every
+    /// run a previous process left unfinished).
+    async fn deployer(&self, repo: &Arc<Repository>) -> anyhow::Result<Arc<Deployer>> {
+        let helm = match &self.helm {
+            Some(path) => path.clone(),
+            None => emco_helm::find_helm().unwrap_or_else(|| PathBuf::from("helm")),
+        };
+        let renderer = Arc::new(HelmRenderer::new(HelmConfig::new(helm)));
+        let store = repo.store().clone();
+        let connector = Arc::new(StoreConnector::new(
+            store.clone(),
+            ClusterOptions::default(),
+        ));
+        let config = SyncConfig {
+            max_concurrent_clusters: self.max_concurrent_clusters,
+            backoff_initial: Duration::from_millis(self.backoff_ms),
+            backoff_max: Duration::from_millis(self.max_backoff_ms.max(self.backoff_ms)),
+            ..SyncConfig::default()
+        };
+        let synchronizer = Synchronizer::new(store, connector, config);
+        let resumed = synchronizer
+            .resume_all()
+            .await
+            .context("resuming unfinished deployments")?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed unfinished instantiate/terminate runs");
+        }
+        Ok(Arc::new(Deployer::new(
+            repo.clone(),
+            renderer,
+            Arc::new(SyncEngine(synchronizer)),
+        )))
     }
 }

@@ -101,6 +101,11 @@ impl Client {
 
     pub async fn send(&self, request: &Request) -> Result<Response, ClientError> {
         let url = self.url(&request.anchor)?;
+        self.send_to(url, request).await
+    }
+
+    /// Sends `request` to `url` rather than to the URL its anchor routes to (a URL the user gave in full).
+    pub async fn send_to(&self, url: Url, request: &Request) -> Result<Response, ClientError> {
         let mut builder = self.http.request(request.method.clone(), url.clone());
         if let Some(token) = &self.token {
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));

@@ -9,8 +9,10 @@
 //!
 //! Differences: every `-f` file is used (upstream reads only the first), values files are merged, upload files
 //! are all read before the first call, and the exit code is 1 when any call failed, 2 when the input is unusable.
+//! One addition: `status` shows (and with `--watch` follows) the deploy progress of deployment intent groups;
+//! see [`crate::status`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use crate::client::{Client, FilePart, Payload, Request, Response};
 use crate::config::{Config, ConfigSource};
 use crate::resource::{self, Resource, last_segment};
 use crate::routing::normalize_anchor;
+use crate::status::StatusArgs;
 
 /// Exit code when every call succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -126,6 +129,8 @@ pub enum Command {
         /// Not supported: update needs -f
         anchor: Option<String>,
     },
+    /// Show the deploy progress of deployment intent groups; --watch follows it until everything is ready
+    Status(StatusArgs),
     /// Watch status notifications (upstream uses gRPC; not implemented yet)
     Watch {
         /// Status anchor and filters
@@ -373,15 +378,21 @@ fn upload_filename(field: &str, path: &Path) -> String {
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        let code = self.run_to(&mut out).await;
+        // Not locked for the whole run: a watch's progress bars draw to stdout from their own thread.
+        let mut out = std::io::stdout();
+        let tty = out.is_terminal();
+        let code = self.run_with(&mut out, tty).await;
         let _ = out.flush();
         ExitCode::from(code)
     }
 
     /// Runs the command, writing the call log to `out` and problems to stderr; returns the exit code.
     pub async fn run_to(self, out: &mut dyn Write) -> u8 {
+        self.run_with(out, false).await
+    }
+
+    /// As [`Cli::run_to`]; `tty` says `out` is a terminal (then `status --watch` draws progress bars).
+    pub async fn run_with(self, out: &mut dyn Write, tty: bool) -> u8 {
         let Cli {
             config,
             options,
@@ -392,46 +403,27 @@ impl Cli {
             Command::Get { anchor } => (Operation::Get, anchor),
             Command::Delete { anchor } => (Operation::Delete, anchor),
             Command::Update { anchor } => (Operation::Update, anchor),
+            Command::Status(args) => {
+                return crate::status::run(args, &options, config.as_deref(), out, tty).await;
+            }
             Command::Watch { .. } => {
                 eprintln!(
-                    "error: emcoctl watch (gRPC status notifications) is not implemented yet; poll with `emcoctl get <anchor>/status`"
+                    "error: emcoctl watch (gRPC status notifications) is not implemented yet; use `emcoctl status --watch <group>`"
                 );
                 return EXIT_BAD_INPUT;
             }
         };
 
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let config = match Config::load(config.as_deref(), home.as_deref()) {
-            Ok(config) => config,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return EXIT_BAD_INPUT;
-            }
-        };
-        let config_notice = match &config.source {
-            ConfigSource::File(path) => format!("Using config file: {}", path.display()),
-            ConfigSource::Defaults => {
-                "No config file found; using localhost:9015 for every service".to_string()
-            }
+        let (config, config_notice) = match load_config(config.as_deref()) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
         };
 
         let steps = if !options.filename.is_empty() {
-            let loaded = match resource::load(&options.filename, &options.values) {
-                Ok(loaded) => loaded,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return EXIT_BAD_INPUT;
-                }
-            };
-            for (path, key) in &loaded.missing_keys {
-                eprintln!(
-                    "warning: {}:{}: no value for {} in the values files; rendered as \"<no value>\"",
-                    path.display(),
-                    key.line,
-                    key.key
-                );
+            match load_files(&options) {
+                Ok(resources) => plan(operation, &resources),
+                Err(code) => return code,
             }
-            plan(operation, &loaded.resources)
         } else if let Some(anchor) = anchor {
             let anchor = normalize_anchor(&anchor).to_string();
             match operation {
@@ -487,6 +479,41 @@ impl Cli {
         eprintln!("{config_notice}");
         execute(&client, &steps, requests, &options, out).await
     }
+}
+
+/// Reads the config (`--config`, else `$HOME/.emco.*`, else defaults) and the notice saying which was used;
+/// on failure the problem is on stderr and the exit code is returned.
+pub(crate) fn load_config(explicit: Option<&Path>) -> Result<(Config, String), u8> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let config = Config::load(explicit, home.as_deref()).map_err(|err| {
+        eprintln!("error: {err}");
+        EXIT_BAD_INPUT
+    })?;
+    let notice = match &config.source {
+        ConfigSource::File(path) => format!("Using config file: {}", path.display()),
+        ConfigSource::Defaults => {
+            "No config file found; using localhost:9015 for every service".to_string()
+        }
+    };
+    Ok((config, notice))
+}
+
+/// Loads the `-f` files (rendered with the `-v` values), warning on stderr about template keys without a
+/// value; on failure the problem is on stderr and the exit code is returned.
+pub(crate) fn load_files(options: &Options) -> Result<Vec<Resource>, u8> {
+    let loaded = resource::load(&options.filename, &options.values).map_err(|err| {
+        eprintln!("error: {err}");
+        EXIT_BAD_INPUT
+    })?;
+    for (path, key) in &loaded.missing_keys {
+        eprintln!(
+            "warning: {}:{}: no value for {} in the values files; rendered as \"<no value>\"",
+            path.display(),
+            key.line,
+            key.key
+        );
+    }
+    Ok(loaded.resources)
 }
 
 /// Sends the requests in order, printing each call; returns the exit code.

@@ -8,4 +8,5 @@ pub mod commands;
 pub mod config;
 pub mod resource;
 pub mod routing;
+pub mod status;
 pub mod template;

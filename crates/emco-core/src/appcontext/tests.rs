@@ -145,6 +145,18 @@ fn modifier_error_names_app_and_cluster() {
     );
 }
 
+/// A hook running before (`pre`) or after install.
+fn hook(weight: i64, pre: bool) -> Phase {
+    Phase::Hook {
+        weight,
+        events: HookEvents {
+            pre_install: pre,
+            post_install: !pre,
+            ..HookEvents::default()
+        },
+    }
+}
+
 #[test]
 fn builder_sorts_objects_into_install_order() {
     let mut list = vec![
@@ -154,10 +166,18 @@ fn builder_sorts_objects_into_install_order() {
         object("ConfigMap", "pre5", 0, 1),
         object("ConfigMap", "pre-2", 0, 1),
         object("CustomResourceDefinition", "crd", 0, 1),
+        object("ConfigMap", "on-delete", 0, 1),
     ];
-    list[0].phase = Phase::PostInstallHook { weight: 0 };
-    list[3].phase = Phase::PreInstallHook { weight: 5 };
-    list[4].phase = Phase::PreInstallHook { weight: -2 };
+    list[6].phase = Phase::Hook {
+        weight: -9,
+        events: HookEvents {
+            pre_delete: true,
+            ..HookEvents::default()
+        },
+    };
+    list[0].phase = hook(0, false);
+    list[3].phase = hook(5, true);
+    list[4].phase = hook(-2, true);
     list[5].phase = Phase::Crd;
     let context = build(vec![AppInput::new("a", &clusters(1), list)]).unwrap();
     let names: Vec<&str> = context.apps[0]
@@ -169,7 +189,10 @@ fn builder_sorts_objects_into_install_order() {
         .iter()
         .map(|o| o.name.as_str())
         .collect();
-    assert_eq!(names, ["crd", "pre-2", "pre5", "res0", "res1", "post"]);
+    assert_eq!(
+        names,
+        ["crd", "pre-2", "pre5", "res0", "res1", "post", "on-delete"]
+    );
 }
 
 #[test]

@@ -59,6 +59,7 @@ fn lifecycle() -> DigStatus {
         state,
         time: time.to_owned(),
         revision,
+        instance: String::new(),
     };
     DigStatus {
         state: DigState::Instantiated,
@@ -69,6 +70,7 @@ fn lifecycle() -> DigStatus {
         ],
         revision: 1,
         delete_blocked: None,
+        status_context_id: String::new(),
     }
 }
 

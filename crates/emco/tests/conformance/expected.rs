@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn parser_requires_reasons_and_rejects_duplicates() -> anyhow::Result<()> {
         let parsed = parse_expected_failures(
-            "list\tstep\treason\n# comment\n\nfull_api_test_list\t174\tlifecycle: deploy issue #4\n",
+            "list\tstep\treason\n# comment\n\nfull_api_test_list\t120\tcorpus bug: no such route\n",
         )?;
         assert_eq!(parsed.len(), 1);
         assert!(parse_expected_failures("full_api_test_list\t1\t \n").is_err());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(100);
@@ -18,7 +18,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts `binary serve --listen 127.0.0.1:PORT --data DATA_DIR` and waits for `GET /healthz` == 200.
+    /// Starts `binary serve --listen 127.0.0.1:PORT --data DATA_DIR --helm HELM` and waits for
+    /// `GET /healthz` == 200.
     pub async fn start(
         binary: &Path,
         data_dir: &Path,
@@ -30,12 +31,15 @@ impl Hub {
         let listen = format!("127.0.0.1:{port}");
         let stderr_path = log_dir.join("hub.stderr");
         let stdout_path = log_dir.join("hub.stdout");
+        let helm = helm_binary()?;
         let child = Command::new(binary)
             .arg("serve")
             .arg("--listen")
             .arg(&listen)
             .arg("--data")
             .arg(data_dir)
+            .arg("--helm")
+            .arg(&helm)
             .args(extra_args)
             .stdin(Stdio::null())
             // files, not pipes: nobody drains a pipe during the replay and a full one would block the hub
@@ -98,6 +102,20 @@ impl Drop for Hub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `helm` the hub renders the corpus's charts with: `EMCO_HELM_BIN`, `helm` on `PATH`, or the
+/// workspace's pinned copy that `scripts/ensure-deps.sh` installs in `.tools/bin`.
+fn helm_binary() -> anyhow::Result<PathBuf> {
+    if let Some(found) = emco_helm::find_helm() {
+        return Ok(found);
+    }
+    let pinned = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/helm");
+    ensure!(
+        pinned.is_file(),
+        "no helm binary: set EMCO_HELM_BIN, put helm on PATH, or run scripts/ensure-deps.sh"
+    );
+    Ok(pinned)
 }
 
 /// Asks the OS for a free port; the small window before the hub binds it is acceptable for a test.

@@ -1,6 +1,6 @@
 //! Building and sending the exact request an upstream script sends for one corpus case.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::Value;
@@ -9,26 +9,6 @@ use crate::corpus::{self, CorpusCase};
 use crate::script::{
     BodyEncoding, CONTROLLER_HOST, FileSource, HostRewrite, Method, ScriptBehaviour,
 };
-
-/// A placeholder kubeconfig for the cluster posts; its contents are never dialled by the replay.
-const PLACEHOLDER_KUBECONFIG: &str = "apiVersion: v1
-kind: Config
-clusters:
-- name: conformance
-  cluster:
-    server: https://127.0.0.1:6443
-    insecure-skip-tls-verify: true
-contexts:
-- name: conformance
-  context:
-    cluster: conformance
-    user: conformance
-current-context: conformance
-users:
-- name: conformance
-  user:
-    token: placeholder
-";
 
 #[derive(Clone, Debug)]
 pub struct AttachedFile {
@@ -55,49 +35,84 @@ pub struct PreparedRequest {
     pub body: PreparedBody,
 }
 
-/// Files the multipart scripts attach: kubeconfigs are generated under `kubeconfig_dir`,
-/// archives come from the corpus.
+/// The simulated cluster, never added, that a kubeconfig posted without a cluster name points at.
+const UNNAMED_CLUSTER: &str = "unnamed";
+
+/// Files the multipart scripts attach: a cluster's kubeconfig points at the simulated cluster of
+/// the same name (added to the simulator on first use), archives come from the corpus.
 pub struct FileResolver {
-    kubeconfig_dir: PathBuf,
+    sim: Arc<emco_sim::Sim>,
 }
 
 impl FileResolver {
-    pub fn new(kubeconfig_dir: &Path) -> FileResolver {
-        FileResolver {
-            kubeconfig_dir: kubeconfig_dir.to_owned(),
-        }
+    pub fn new(sim: Arc<emco_sim::Sim>) -> FileResolver {
+        FileResolver { sim }
     }
 
-    pub fn resolve(&self, source: FileSource, name: &str) -> anyhow::Result<AttachedFile> {
-        let path = match source {
+    /// `cluster` is the `metadata.name` of the request body; it names the simulated cluster a
+    /// kubeconfig points at (upstream attaches one file, `config`, to every cluster post).
+    pub fn resolve(
+        &self,
+        source: FileSource,
+        name: &str,
+        cluster: Option<&str>,
+    ) -> anyhow::Result<AttachedFile> {
+        match source {
             FileSource::Kubeconfig => {
-                let path = self.kubeconfig_dir.join(name);
-                if !path.exists() {
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)?;
+                let target = match cluster {
+                    Some(cluster) => {
+                        match self.sim.add_cluster(cluster) {
+                            Ok(_) | Err(emco_sim::SimError::ClusterExists(_)) => {}
+                            Err(e) => {
+                                return Err(e).with_context(|| {
+                                    format!(
+                                        "adding simulated cluster {cluster:?} for kubeconfig {name:?}"
+                                    )
+                                });
+                            }
+                        }
+                        cluster
                     }
-                    std::fs::write(&path, PLACEHOLDER_KUBECONFIG)?;
-                }
-                path
+                    // a body without a name (the 400 cases) must be refused: any kubeconfig will do
+                    None => UNNAMED_CLUSTER,
+                };
+                let file_name = name.rsplit('/').next().unwrap_or(name).to_owned();
+                Ok(AttachedFile {
+                    file_name,
+                    bytes: self.sim.kubeconfig(target).into_bytes(),
+                })
             }
-            FileSource::Archive => corpus::archive_dirs()
-                .iter()
-                .map(|dir| dir.join(name))
-                .find(|path| path.is_file())
-                .with_context(|| {
-                    format!(
-                        "archive {name:?} is in none of {:?}",
-                        corpus::archive_dirs()
-                    )
-                })?,
-        };
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .with_context(|| format!("{} has no file name", path.display()))?
-            .to_owned();
-        Ok(AttachedFile { file_name, bytes })
+            FileSource::Archive => {
+                let path = corpus::archive_dirs()
+                    .iter()
+                    .map(|dir| dir.join(name))
+                    .find(|path| path.is_file())
+                    .with_context(|| {
+                        format!(
+                            "archive {name:?} is in none of {:?}",
+                            corpus::archive_dirs()
+                        )
+                    })?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let file_name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .with_context(|| format!("{} has no file name", path.display()))?
+                    .to_owned();
+                Ok(AttachedFile { file_name, bytes })
+            }
+        }
+    }
+}
+
+impl CorpusCase {
+    /// `metadata.name` of the request body, which names the cluster a kubeconfig is posted for.
+    pub fn body_name(&self) -> Option<&str> {
+        self.request_body
+            .as_ref()
+            .and_then(|body| body.pointer("/metadata/name"))
+            .and_then(Value::as_str)
     }
 }
 
@@ -142,7 +157,7 @@ pub fn prepare(
             .request_file
             .as_deref()
             .context("multipart script without RequestBodyFile")?;
-        files.resolve(source, name)
+        files.resolve(source, name, case.body_name())
     };
     let body = match shape.encoding {
         BodyEncoding::Empty => PreparedBody::Empty,
@@ -342,8 +357,7 @@ mod tests {
 
     #[test]
     fn multipart_neg422_sends_one_metadata_part_per_key() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let files = FileResolver::new(dir.path());
+        let files = FileResolver::new(emco_sim::Sim::new(emco_sim::SimOptions::default()));
         let case = CorpusCase {
             request_body: Some(json!({"metadata": {"name": "c", "description": "d"}})),
             request_file: Some("config".to_owned()),
@@ -368,9 +382,41 @@ mod tests {
     }
 
     #[test]
-    fn every_attached_archive_exists_in_the_corpus() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let files = FileResolver::new(dir.path());
+    fn a_cluster_post_attaches_the_kubeconfig_of_the_simulated_cluster_of_that_name()
+    -> anyhow::Result<()> {
+        let sim = emco_sim::Sim::new(emco_sim::SimOptions::default());
+        sim.set_base_url("http://127.0.0.1:7");
+        let files = FileResolver::new(sim.clone());
+        let first = files.resolve(FileSource::Kubeconfig, "kube_north/config", Some("edge-a"))?;
+        assert_eq!(first.file_name, "config");
+        let text = String::from_utf8(first.bytes)?;
+        assert!(
+            text.contains("server: http://127.0.0.1:7/clusters/edge-a\n"),
+            "{text}"
+        );
+        assert_eq!(sim.cluster_names(), ["edge-a"]);
+        // posting the same cluster again (the 409 case) reuses the simulated cluster
+        let again = files.resolve(FileSource::Kubeconfig, "config", Some("edge-a"))?;
+        assert_eq!(String::from_utf8(again.bytes)?, text);
+        assert_eq!(sim.cluster_names(), ["edge-a"]);
+        let unnamed = files.resolve(FileSource::Kubeconfig, "config", None)?;
+        assert!(String::from_utf8(unnamed.bytes)?.contains("/clusters/unnamed\n"));
+        assert_eq!(
+            sim.cluster_names(),
+            ["edge-a"],
+            "nothing added without a name"
+        );
+        assert!(
+            files
+                .resolve(FileSource::Kubeconfig, "config", Some("Not_A_Label"))
+                .is_err()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn every_attached_file_resolves() -> anyhow::Result<()> {
+        let files = FileResolver::new(emco_sim::Sim::new(emco_sim::SimOptions::default()));
         for row in crate::corpus::load_sequence()? {
             let shape = crate::script::behaviour(&row.script)?;
             let source = match shape.encoding {
@@ -380,8 +426,13 @@ mod tests {
                 _ => continue,
             };
             for case in crate::corpus::load_input(&row)?.cases {
-                let name = case.request_file.context("multipart case without a file")?;
-                let file = files.resolve(source, &name).with_context(|| row.label())?;
+                let name = case
+                    .request_file
+                    .as_deref()
+                    .context("multipart case without a file")?;
+                let file = files
+                    .resolve(source, name, case.body_name())
+                    .with_context(|| row.label())?;
                 assert!(!file.bytes.is_empty(), "{}: {name} is empty", row.label());
             }
         }

@@ -31,7 +31,8 @@ impl Method {
 /// Where a multipart script finds the file it attaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileSource {
-    /// `$KUBECONFIG_PATH/<name>`: the replay writes a placeholder kubeconfig there.
+    /// `$KUBECONFIG_PATH/<name>`: the replay attaches the kubeconfig of a simulated cluster
+    /// named like the posted cluster instead.
     Kubeconfig,
     /// `tgz_files/<name>`: a Helm chart or profile archive from the corpus.
     Archive,

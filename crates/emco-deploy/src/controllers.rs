@@ -1,0 +1,82 @@
+//! The seam where placement and action controllers join an instantiate. The orchestrator calls
+//! the controllers a group's intents name, in the priority order of their registrations:
+//! placement controllers narrow the candidate clusters between resolving and choosing, action
+//! controllers customise each app's objects per cluster. The built-in generic placement needs no
+//! controller; in-process implementations (and the gRPC client for external controllers) register
+//! here by name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use emco_core::appcontext::{ClusterId, ContextObject};
+use emco_core::placement::Placement;
+
+use crate::gather::{GroupInputs, NamedController};
+
+/// Narrows placement (e.g. by cluster capacity, HPA intents).
+#[async_trait]
+pub trait PlacementController: Send + Sync {
+    async fn filter(
+        &self,
+        group: &GroupInputs,
+        intent: &str,
+        placement: &mut Placement,
+    ) -> Result<(), String>;
+}
+
+/// Customises objects per app and cluster (generic K8s intents, network, traffic, ...).
+/// `Ok(None)` keeps the objects as they are.
+#[async_trait]
+pub trait ActionController: Send + Sync {
+    async fn customise(
+        &self,
+        group: &GroupInputs,
+        intent: &str,
+        app: &str,
+        cluster: &ClusterId,
+        objects: &[ContextObject],
+    ) -> Result<Option<Vec<ContextObject>>, String>;
+}
+
+/// Controller implementations by registered name.
+#[derive(Default, Clone)]
+pub struct ControllerSet {
+    placement: HashMap<String, Arc<dyn PlacementController>>,
+    action: HashMap<String, Arc<dyn ActionController>>,
+}
+
+/// What the set does with one named controller.
+pub enum Resolved<'a> {
+    Placement(&'a dyn PlacementController),
+    Action(&'a dyn ActionController),
+    /// Named by the intents but with no implementation here: skipped, and reported.
+    Missing,
+}
+
+impl ControllerSet {
+    pub fn with_placement(mut self, name: &str, c: Arc<dyn PlacementController>) -> Self {
+        self.placement.insert(name.to_owned(), c);
+        self
+    }
+
+    pub fn with_action(mut self, name: &str, c: Arc<dyn ActionController>) -> Self {
+        self.action.insert(name.to_owned(), c);
+        self
+    }
+
+    pub fn resolve(&self, named: &NamedController) -> Resolved<'_> {
+        if let Some(c) = self.placement.get(&named.name) {
+            Resolved::Placement(c.as_ref())
+        } else if let Some(c) = self.action.get(&named.name) {
+            Resolved::Action(c.as_ref())
+        } else {
+            Resolved::Missing
+        }
+    }
+}
+
+/// Intents the built-in placement handles (no controller to call).
+pub fn is_builtin(named: &NamedController) -> bool {
+    named.name == "genericPlacementIntent" || named.name == "generic-placement-intents"
+}

@@ -1,0 +1,129 @@
+//! What the deploy path needs from the resource synchronizer, as a trait so the orchestration
+//! is testable on its own and the synchronizer stays a separate crate.
+
+use async_trait::async_trait;
+use emco_core::status::{AppContextStatus, AppInput, ClusterInput, DeployedStatus, ResourceInput};
+use emco_store::Op;
+
+use crate::DeployError;
+
+/// The synchronizer's view of one context's run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    pub status: AppContextStatus,
+    /// Per app and cluster what was recorded so far (apps, clusters or objects not yet touched
+    /// may be missing: status fills them in as pending from the context).
+    pub apps: Vec<AppInput>,
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// Writes to add to the transaction that instantiates (the durable work order).
+    fn instantiate_ops(&self, context: &str) -> Vec<Op>;
+    /// Writes to add to the transaction that terminates.
+    fn terminate_ops(&self, context: &str) -> Vec<Op>;
+    /// Writes that remove the context's run records.
+    fn forget_ops(&self, context: &str) -> Vec<Op>;
+    /// Starts (or restarts) the recorded work of a context; returns at once.
+    fn kick(&self, context: &str);
+    /// Ends the retries of a running context; `false` when nothing was running.
+    async fn stop(&self, context: &str) -> Result<bool, DeployError>;
+    /// The run's status and per-object facts, `None` when the synchronizer has no record of the
+    /// context.
+    async fn report(&self, context: &str) -> Result<Option<RunReport>, DeployError>;
+    /// Just the run's status (cheap: no per-object facts).
+    async fn run_status(&self, context: &str) -> Result<Option<AppContextStatus>, DeployError>;
+}
+
+/// The real resource synchronizer behind [`Engine`].
+pub struct SyncEngine(pub std::sync::Arc<emco_rsync::engine::Synchronizer>);
+
+fn sync_error(e: emco_rsync::engine::SyncError) -> DeployError {
+    DeployError::Internal(format!("resource synchronizer: {e}"))
+}
+
+#[async_trait]
+impl Engine for SyncEngine {
+    fn instantiate_ops(&self, context: &str) -> Vec<Op> {
+        emco_rsync::engine::Synchronizer::instantiate_ops(context)
+    }
+
+    fn terminate_ops(&self, context: &str) -> Vec<Op> {
+        emco_rsync::engine::Synchronizer::terminate_ops(context)
+    }
+
+    fn forget_ops(&self, context: &str) -> Vec<Op> {
+        emco_rsync::engine::Synchronizer::forget_ops(context)
+    }
+
+    fn kick(&self, context: &str) {
+        self.0.kick(context);
+    }
+
+    async fn stop(&self, context: &str) -> Result<bool, DeployError> {
+        self.0.stop(context).await.map_err(sync_error)
+    }
+
+    async fn run_status(&self, context: &str) -> Result<Option<AppContextStatus>, DeployError> {
+        Ok(self
+            .0
+            .run_status(context)
+            .await
+            .map_err(sync_error)?
+            .map(|run| run.status))
+    }
+
+    async fn report(&self, context: &str) -> Result<Option<RunReport>, DeployError> {
+        Ok(self
+            .0
+            .context_status(context)
+            .await
+            .map_err(sync_error)?
+            .map(|report| RunReport {
+                status: report.status,
+                apps: with_messages(report),
+            }))
+    }
+}
+
+/// The report's facts, with each failure's reason (the object's own, else the app's on that
+/// cluster) as the resource's `detail`, so `output=detail` says why.
+fn with_messages(report: emco_rsync::engine::ContextReport) -> Vec<AppInput> {
+    report
+        .apps
+        .into_iter()
+        .map(|app| AppInput {
+            name: app.name,
+            clusters: app
+                .clusters
+                .into_iter()
+                .map(|cluster| {
+                    let app_error = cluster.error;
+                    ClusterInput {
+                        provider: cluster.cluster.provider,
+                        cluster: cluster.cluster.cluster,
+                        connectivity: cluster.connectivity,
+                        resources: cluster
+                            .resources
+                            .into_iter()
+                            .map(|resource| {
+                                let message = resource.message.or_else(|| {
+                                    (resource.deployed != DeployedStatus::Applied)
+                                        .then(|| app_error.clone())
+                                        .flatten()
+                                });
+                                ResourceInput {
+                                    name: resource.name,
+                                    gvk: resource.gvk,
+                                    deployed: Some(resource.deployed),
+                                    ready: resource.ready,
+                                    detail: message.map(|m| serde_json::json!({ "message": m })),
+                                }
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,281 @@
+//! How the synchronizer gets a client for a cluster: the [`Connector`] seam, and
+//! [`StoreConnector`], which builds [`KubeCluster`]s from the kubeconfigs the hub stored when
+//! the clusters were registered, keeping a bounded number of them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine;
+use emco_core::appcontext::ClusterId;
+use emco_core::key::ResourceKey;
+use emco_store::Store;
+use serde_json::Value;
+
+use crate::cluster::{ClusterApi, ClusterError, ClusterOptions, KubeCluster};
+
+/// Gives the synchronizer a client for a cluster.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// A client for `cluster`. An error that [`ClusterError::retry`] calls `Never` (a missing or
+    /// unusable kubeconfig) fails the cluster's work for the run; others are retried.
+    async fn connect(&self, cluster: &ClusterId) -> Result<Arc<dyn ClusterApi>, ClusterError>;
+}
+
+/// Where the hub keeps a cluster's kubeconfig: the attachment of the `cluster` resource.
+pub fn kubeconfig_key(cluster: &ClusterId) -> String {
+    ResourceKey::new(
+        "cluster",
+        vec![
+            ("clusterProvider".into(), cluster.provider.clone()),
+            ("cluster".into(), cluster.cluster.clone()),
+        ],
+    )
+    .blob_key()
+}
+
+/// The kubeconfig in a stored attachment.
+///
+/// The REST API stores a resource's multipart file parts as one JSON list of
+/// `{"field", "filename", "content"}` with base64 contents; a cluster's kubeconfig is the part
+/// named `file` (or the only part). A blob that is not such a list is taken as the kubeconfig
+/// itself. A kubeconfig that was itself uploaded base64-encoded (as some upstream scripts do) is
+/// decoded once more.
+pub fn kubeconfig_from_blob(blob: &[u8]) -> Result<Vec<u8>, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let contents = match serde_json::from_slice::<Vec<Value>>(blob) {
+        Ok(parts) => {
+            let part = parts
+                .iter()
+                .find(|part| part.get("field").and_then(Value::as_str) == Some("file"))
+                .or_else(|| (parts.len() == 1).then(|| &parts[0]))
+                .ok_or("the cluster has no `file` part (kubeconfig)")?;
+            let content = part
+                .get("content")
+                .and_then(Value::as_str)
+                .ok_or("the stored `file` part has no content")?;
+            b64.decode(content)
+                .map_err(|error| format!("the stored `file` part is not base64: {error}"))?
+        }
+        Err(_) => blob.to_vec(),
+    };
+    let text = String::from_utf8_lossy(&contents);
+    let trimmed = text.trim();
+    let looks_like_yaml = trimmed.contains(':') || trimmed.starts_with('{');
+    if !looks_like_yaml && let Ok(decoded) = b64.decode(trimmed.replace(['\n', '\r'], "")) {
+        return Ok(decoded);
+    }
+    Ok(contents)
+}
+
+struct Cached {
+    client: Arc<dyn ClusterApi>,
+    /// The `mod_revision` of the kubeconfig it was built from: a re-registered cluster gets a
+    /// new client.
+    revision: u64,
+    last_used: u64,
+}
+
+/// A [`Connector`] reading kubeconfigs from the store (see [`kubeconfig_key`]). It keeps up to
+/// `capacity` clients (least recently used ones are dropped, closing their connections), so a
+/// fleet of idle clusters does not hold a connection pool each.
+pub struct StoreConnector {
+    store: Arc<dyn Store>,
+    options: ClusterOptions,
+    capacity: usize,
+    cache: Mutex<(u64, HashMap<ClusterId, Cached>)>,
+}
+
+/// Clients kept by default: a few times the default concurrency bound.
+pub const DEFAULT_CLIENT_CAPACITY: usize = 256;
+
+impl StoreConnector {
+    pub fn new(store: Arc<dyn Store>, options: ClusterOptions) -> Self {
+        Self {
+            store,
+            options,
+            capacity: DEFAULT_CLIENT_CAPACITY,
+            cache: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// Keeps at most `capacity` clients (at least one).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// How many clients are kept now.
+    pub fn cached(&self) -> usize {
+        self.lock().1.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<ClusterId, Cached>)> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl Connector for StoreConnector {
+    async fn connect(&self, cluster: &ClusterId) -> Result<Arc<dyn ClusterApi>, ClusterError> {
+        let name = cluster.to_string();
+        let entry = self
+            .store
+            .get(&kubeconfig_key(cluster))
+            .await
+            .map_err(|error| ClusterError::Unavailable {
+                cluster: name.clone(),
+                message: format!("reading its kubeconfig: {error}"),
+            })?
+            .ok_or_else(|| ClusterError::Kubeconfig {
+                cluster: name.clone(),
+                message: "no kubeconfig is stored for the cluster".into(),
+            })?;
+        {
+            let mut guard = self.lock();
+            let (clock, clients) = &mut *guard;
+            *clock += 1;
+            if let Some(cached) = clients.get_mut(cluster)
+                && cached.revision == entry.mod_revision
+            {
+                cached.last_used = *clock;
+                return Ok(cached.client.clone());
+            }
+        }
+        let kubeconfig =
+            kubeconfig_from_blob(&entry.value).map_err(|message| ClusterError::Kubeconfig {
+                cluster: name.clone(),
+                message,
+            })?;
+        let client: Arc<dyn ClusterApi> = Arc::new(
+            KubeCluster::from_kubeconfig_with(&name, &kubeconfig, self.options.clone()).await?,
+        );
+        let mut guard = self.lock();
+        let (clock, clients) = &mut *guard;
+        *clock += 1;
+        if clients.len() >= self.capacity && !clients.contains_key(cluster) {
+            let oldest = clients
+                .iter()
+                .min_by_key(|(_, cached)| cached.last_used)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                clients.remove(&oldest);
+            }
+        }
+        clients.insert(
+            cluster.clone(),
+            Cached {
+                client: client.clone(),
+                revision: entry.mod_revision,
+                last_used: *clock,
+            },
+        );
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters: []\n";
+
+    #[test]
+    fn kubeconfigs_come_out_of_the_api_attachment_format() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let blob = json!([{"field": "file", "filename": "edge.kubeconfig", "content": b64.encode(KUBECONFIG)}]);
+        let bytes = serde_json::to_vec(&blob).unwrap();
+        assert_eq!(kubeconfig_from_blob(&bytes).unwrap(), KUBECONFIG.as_bytes());
+        // An upload that was itself base64.
+        let double = json!([{"field": "file", "content": b64.encode(b64.encode(KUBECONFIG))}]);
+        let bytes = serde_json::to_vec(&double).unwrap();
+        assert_eq!(kubeconfig_from_blob(&bytes).unwrap(), KUBECONFIG.as_bytes());
+        // A raw kubeconfig blob.
+        assert_eq!(
+            kubeconfig_from_blob(KUBECONFIG.as_bytes()).unwrap(),
+            KUBECONFIG.as_bytes()
+        );
+        let other = serde_json::to_vec(&json!([{"field": "a"}, {"field": "b"}])).unwrap();
+        assert!(
+            kubeconfig_from_blob(&other)
+                .unwrap_err()
+                .contains("no `file` part")
+        );
+    }
+
+    fn kubeconfig(port: u16) -> Vec<u8> {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\n"
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn clients_are_cached_bounded_and_renewed_with_their_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(emco_store::RedbStore::open(dir.path()).unwrap());
+        for index in 1..=3 {
+            let id = ClusterId::new("p", &format!("c{index}"));
+            store
+                .put(&kubeconfig_key(&id), kubeconfig(1000 + index))
+                .await
+                .unwrap();
+        }
+        let connector =
+            StoreConnector::new(store.clone(), ClusterOptions::default()).with_capacity(2);
+        let first = ClusterId::new("p", "c1");
+        let one = connector.connect(&first).await.unwrap();
+        let again = connector.connect(&first).await.unwrap();
+        assert!(Arc::ptr_eq(&one, &again), "cached");
+        assert_eq!(one.name(), "p+c1");
+        connector.connect(&ClusterId::new("p", "c2")).await.unwrap();
+        connector.connect(&ClusterId::new("p", "c3")).await.unwrap();
+        assert_eq!(
+            connector.cached(),
+            2,
+            "the least recently used one was dropped"
+        );
+        // A re-registered cluster gets a client from its new kubeconfig.
+        let second = ClusterId::new("p", "c2");
+        let before = connector.connect(&second).await.unwrap();
+        store
+            .put(&kubeconfig_key(&second), kubeconfig(2000))
+            .await
+            .unwrap();
+        let after = connector.connect(&second).await.unwrap();
+        assert!(!Arc::ptr_eq(&before, &after));
+
+        let missing = connector
+            .connect(&ClusterId::new("p", "none"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(missing.retry(), crate::cluster::Retry::Never);
+        assert!(missing.to_string().contains("no kubeconfig"), "{missing}");
+        store
+            .put(&kubeconfig_key(&first), b"clusters: [".to_vec())
+            .await
+            .unwrap();
+        let broken = connector.connect(&first).await.err().unwrap();
+        assert!(
+            matches!(broken, ClusterError::Kubeconfig { .. }),
+            "{broken}"
+        );
+    }
+
+    #[test]
+    fn the_key_is_the_cluster_resource_attachment() {
+        assert_eq!(
+            kubeconfig_key(&ClusterId::new("prov", "edge-1")),
+            "b/cluster/prov/edge-1"
+        );
+    }
+}

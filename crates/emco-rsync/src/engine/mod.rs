@@ -1,0 +1,622 @@
+//! The resource synchronizer engine: carries out a context's instantiate or terminate on its
+//! clusters, durably and resumably, and reports what it did.
+//!
+//! How a deployment intent group uses it:
+//! 1. the caller adds [`Synchronizer::instantiate_ops`] (or [`Synchronizer::terminate_ops`]) to
+//!    the same transaction that moves the group's state, so the decision to act is durable with
+//!    the state change;
+//! 2. after that commit, [`Synchronizer::kick`] starts the run (a terminate kicked while an
+//!    instantiate of the same context runs replaces it);
+//! 3. [`Synchronizer::context_status`] reports progress; [`Synchronizer::stop`] ends retries;
+//!    at hub start [`Synchronizer::resume_all`] restarts every unfinished run.
+//!
+//! A run ([`run`]) has one worker per cluster ([`worker`]): work for one cluster is serialized,
+//! clusters run in parallel under [`SyncConfig::max_concurrent_clusters`]. Instantiate releases
+//! each app to its clusters once its dependencies are met everywhere (upstream semantics: the
+//! dependency app is applied, or ready, on all its clusters, then `wait` seconds pass); per
+//! cluster it applies CRDs, pre-install hooks, resources and post-install hooks, then tracks
+//! readiness. Terminate goes through the apps in reverse dependency order: pre-delete hooks,
+//! deletes in reverse install order, waiting until the objects are gone, post-delete hooks.
+//!
+//! Durability: the store layout is described in [`records`]. A record is written (in batches,
+//! see [`flush`]) before the step it describes counts as done, and applies are idempotent
+//! (server-side apply of objects with names fixed by the context), so a run interrupted anywhere
+//! converges when it is started again; hooks completed in the operation are not run again.
+//!
+//! Differences from Helm worth knowing: CRDs are deleted by terminate like the other objects
+//! (upstream EMCO deletes everything it applied; Helm never deletes CRDs); hook objects are not
+//! deleted by terminate unless their delete policy says so (as Helm); a failed pre-delete hook
+//! does not keep the app's objects from being deleted (Helm would stop), the run ends
+//! `TerminateFailed` naming the hook.
+
+mod connector;
+mod flush;
+mod link;
+mod prepare;
+pub mod records;
+mod report;
+mod run;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use emco_core::appcontext::ClusterId;
+use emco_core::status::AppContextStatus;
+use emco_store::{Compare, Op, Store, Txn};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::AbortHandle;
+use tracing::{info, warn};
+
+pub use connector::{
+    Connector, DEFAULT_CLIENT_CAPACITY, StoreConnector, kubeconfig_from_blob, kubeconfig_key,
+};
+pub use prepare::{DEPLOYMENT_ID_LABEL, deployment_id};
+pub use records::{AppClusterState, HookEvent, OpKind};
+pub use report::{AppReport, ClusterReport, ContextReport, ResourceReport};
+
+use records::{AppClusterRecord, ClusterRecord, OpRecord, StatusRecord, StopRecord};
+
+/// Tunables of the synchronizer.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Clusters worked on at once, over all runs (a worker waiting — backoff, a hook, readiness
+    /// polling interval — does not hold a slot).
+    pub max_concurrent_clusters: usize,
+    /// First retry delay after a retryable error; doubles per attempt (with jitter: each delay
+    /// is drawn from [d/2, d)) up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Readiness polling (and hook / deletion waits) start at this interval and double up to
+    /// `ready_poll_max`.
+    pub ready_poll_initial: Duration,
+    pub ready_poll_max: Duration,
+    /// How long a hook may take to complete (and an old copy to go away); Helm's default.
+    pub hook_timeout: Duration,
+    /// How long deleted objects may take to disappear before terminate reports them.
+    pub delete_timeout: Duration,
+    /// Outer bound of any one cluster call (the clients have their own request timeout).
+    pub call_timeout: Duration,
+    /// Attempts for a kind the cluster does not serve (a CRD not established yet) before the
+    /// object fails.
+    pub unknown_kind_attempts: u32,
+    /// Pause before retrying a failed store read or write.
+    pub store_retry: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_clusters: 64,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            ready_poll_initial: Duration::from_millis(500),
+            ready_poll_max: Duration::from_secs(15),
+            hook_timeout: Duration::from_secs(300),
+            delete_timeout: Duration::from_secs(120),
+            call_timeout: Duration::from_secs(60),
+            unknown_kind_attempts: 8,
+            store_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a synchronizer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("store: {0}")]
+    Store(#[from] emco_store::Error),
+    #[error("record {key} is unreadable: {message}")]
+    Record { key: String, message: String },
+    #[error("app context {id}: {message}")]
+    Context { id: String, message: String },
+    /// The run's operation was replaced (or forgotten) while it ran.
+    #[error("the operation was superseded")]
+    Superseded,
+}
+
+/// A context's run status alone (see [`ContextReport`] for the details).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStatus {
+    pub op: OpKind,
+    pub status: AppContextStatus,
+    pub message: Option<String>,
+    pub stop_requested: bool,
+    /// An instantiate's readiness tracking finished: every applied object was seen ready.
+    pub all_ready: bool,
+}
+
+struct RunHandle {
+    id: u64,
+    op_rev: u64,
+    stop: watch::Sender<bool>,
+    abort: AbortHandle,
+    /// The run status is final (only readiness tracking may go on).
+    finished: bool,
+}
+
+/// The resource synchronizer.
+pub struct Synchronizer {
+    store: Arc<dyn Store>,
+    connector: Arc<dyn Connector>,
+    config: Arc<SyncConfig>,
+    permits: Arc<Semaphore>,
+    runs: Mutex<HashMap<String, RunHandle>>,
+    next_run: AtomicU64,
+    me: Weak<Synchronizer>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, SyncError> {
+    serde_json::from_slice(value).map_err(|error| SyncError::Record {
+        key: key.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+fn put<T: serde::Serialize>(key: String, record: &T) -> Op {
+    Op::Put {
+        key,
+        value: records::to_bytes(record),
+    }
+}
+
+impl Synchronizer {
+    pub fn new(
+        store: Arc<dyn Store>,
+        connector: Arc<dyn Connector>,
+        config: SyncConfig,
+    ) -> Arc<Self> {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_clusters.max(1)));
+        Arc::new_cyclic(|me| Self {
+            store,
+            connector,
+            config: Arc::new(config),
+            permits,
+            runs: Mutex::new(HashMap::new()),
+            next_run: AtomicU64::new(1),
+            me: me.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    fn start_ops(context_id: &str, op: OpKind) -> Vec<Op> {
+        let status = StatusRecord {
+            status: op.running_status(),
+            message: None,
+            all_ready: false,
+            updated_ms: records::now_ms(),
+        };
+        vec![
+            put(records::op_key(context_id), &OpRecord { op }),
+            put(records::status_key(context_id), &status),
+            Op::Delete {
+                key: records::stop_key(context_id),
+            },
+        ]
+    }
+
+    /// Store ops recording "instantiate `context_id`" (status `Instantiating`), for the
+    /// caller's own transaction; then [`Synchronizer::kick`].
+    pub fn instantiate_ops(context_id: &str) -> Vec<Op> {
+        Self::start_ops(context_id, OpKind::Instantiate)
+    }
+
+    /// Store ops recording "terminate `context_id`" (status `Terminating`); a running
+    /// instantiate of the context is replaced when the terminate is kicked (its records are
+    /// the terminate's starting point).
+    pub fn terminate_ops(context_id: &str) -> Vec<Op> {
+        Self::start_ops(context_id, OpKind::Terminate)
+    }
+
+    /// Store ops deleting every record of `context_id` (when its deployment intent group is
+    /// deleted). A run still going ends at its next write; [`Synchronizer::kick`] after the
+    /// commit ends it at once.
+    pub fn forget_ops(context_id: &str) -> Vec<Op> {
+        vec![
+            Op::Delete {
+                key: records::op_key(context_id),
+            },
+            Op::Delete {
+                key: records::status_key(context_id),
+            },
+            Op::Delete {
+                key: records::stop_key(context_id),
+            },
+            Op::DeletePrefix {
+                prefix: records::app_cluster_prefix(context_id),
+            },
+            Op::DeletePrefix {
+                prefix: records::cluster_prefix(context_id),
+            },
+        ]
+    }
+
+    /// Starts (or restarts) the work recorded for `context_id`, in the background. Does nothing
+    /// when the recorded operation is already running here or finished; ends a run whose
+    /// operation was replaced or forgotten.
+    pub fn kick(self: &Arc<Self>, context_id: &str) {
+        let me = self.clone();
+        let context_id = context_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = me.start(&context_id).await {
+                warn!(ctx = context_id, %error, "could not start the run");
+            }
+        });
+    }
+
+    /// Reads the recorded operation and starts its run unless it is running or done.
+    async fn start(self: &Arc<Self>, ctx: &str) -> Result<(), SyncError> {
+        let op_key = records::op_key(ctx);
+        let Some(op_entry) = self.store.get(&op_key).await? else {
+            self.end_run(ctx);
+            return Ok(());
+        };
+        let op: OpRecord = parse(&op_key, &op_entry.value)?;
+        let op_rev = op_entry.mod_revision;
+        let status_key = records::status_key(ctx);
+        let status = match self.store.get(&status_key).await? {
+            Some(entry) => parse::<StatusRecord>(&status_key, &entry.value)?,
+            None => StatusRecord {
+                status: op.op.running_status(),
+                message: None,
+                all_ready: false,
+                updated_ms: 0,
+            },
+        };
+        let stopped = self.stop_requested(ctx, op_rev).await?;
+        if !needs_work(op.op, &status, stopped) {
+            return Ok(());
+        }
+        let mut runs = self.lock_runs();
+        if let Some(running) = runs.get(ctx) {
+            if running.op_rev >= op_rev && !running.abort.is_finished() {
+                return Ok(());
+            }
+            running.abort.abort();
+        }
+        let id = self.next_run.fetch_add(1, Ordering::Relaxed);
+        let (stop_tx, stop_rx) = watch::channel(stopped);
+        let spec = run::RunSpec {
+            ctx: ctx.to_owned(),
+            op: op.op,
+            op_rev,
+            status,
+        };
+        let task = tokio::spawn(run::run(self.clone(), spec, stop_rx, id));
+        runs.insert(
+            ctx.to_owned(),
+            RunHandle {
+                id,
+                op_rev,
+                stop: stop_tx,
+                abort: task.abort_handle(),
+                finished: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn stop_requested(&self, ctx: &str, op_rev: u64) -> Result<bool, SyncError> {
+        let key = records::stop_key(ctx);
+        Ok(match self.store.get(&key).await? {
+            Some(entry) => parse::<StopRecord>(&key, &entry.value)?.op_rev == op_rev,
+            None => false,
+        })
+    }
+
+    fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunHandle>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn end_run(&self, ctx: &str) {
+        if let Some(running) = self.lock_runs().remove(ctx) {
+            running.abort.abort();
+        }
+    }
+
+    fn run_ended(&self, ctx: &str, id: u64) {
+        let mut runs = self.lock_runs();
+        if runs.get(ctx).is_some_and(|running| running.id == id) {
+            runs.remove(ctx);
+        }
+    }
+
+    fn run_finished(&self, ctx: &str, op_rev: u64) {
+        if let Some(running) = self.lock_runs().get_mut(ctx)
+            && running.op_rev == op_rev
+        {
+            running.finished = true;
+        }
+    }
+
+    /// Durably asks the running operation of `context_id` to stop: retries end, waits end, and
+    /// the run finishes as `InstantiateFailed` / `TerminateFailed`, leaving what it had not done
+    /// as it was (the status says what). `Ok(false)` when no operation is in progress.
+    pub async fn stop(&self, context_id: &str) -> Result<bool, SyncError> {
+        let op_key = records::op_key(context_id);
+        let status_key = records::status_key(context_id);
+        loop {
+            let Some(op_entry) = self.store.get(&op_key).await? else {
+                return Ok(false);
+            };
+            let op_rev = op_entry.mod_revision;
+            if let Some(entry) = self.store.get(&status_key).await?
+                && records::is_finished(parse::<StatusRecord>(&status_key, &entry.value)?.status)
+            {
+                return Ok(false);
+            }
+            let outcome = self
+                .store
+                .txn(Txn {
+                    compares: vec![Compare::ModRevision(op_key.clone(), op_rev)],
+                    ops: vec![put(records::stop_key(context_id), &StopRecord { op_rev })],
+                })
+                .await?;
+            if !outcome.succeeded {
+                continue; // A new operation was recorded meanwhile: judge that one.
+            }
+            info!(ctx = context_id, "stop requested");
+            let signalled = match self.lock_runs().get(context_id) {
+                Some(running) if running.op_rev == op_rev && !running.abort.is_finished() => {
+                    running.stop.send_replace(true);
+                    true
+                }
+                _ => false,
+            };
+            if !signalled && let Some(me) = self.me.upgrade() {
+                // Not running here (yet): a run that starts with the flag set finishes at once.
+                me.kick(context_id);
+            }
+            return Ok(true);
+        }
+    }
+
+    /// At hub start: kicks every context whose operation is unfinished, or whose instantiate
+    /// finished with objects not yet seen ready. Returns how many.
+    pub async fn resume_all(self: &Arc<Self>) -> Result<usize, SyncError> {
+        let mut kicked = 0;
+        for entry in self.store.list(records::STATUS_PREFIX).await? {
+            let Some(ctx) = entry.key.strip_prefix(records::STATUS_PREFIX) else {
+                continue;
+            };
+            let status: StatusRecord = match parse(&entry.key, &entry.value) {
+                Ok(status) => status,
+                Err(error) => {
+                    warn!(%error, "skipping an unreadable run status");
+                    continue;
+                }
+            };
+            let op_key = records::op_key(ctx);
+            let Some(op_entry) = self.store.get(&op_key).await? else {
+                continue;
+            };
+            let op: OpRecord = parse(&op_key, &op_entry.value)?;
+            let stopped = self.stop_requested(ctx, op_entry.mod_revision).await?;
+            if needs_work(op.op, &status, stopped) {
+                self.kick(ctx);
+                kicked += 1;
+            }
+        }
+        info!(kicked, "resumed synchronizer runs");
+        Ok(kicked)
+    }
+
+    /// Only the run status of `context_id` (a few key reads, whatever the fleet size); `None`
+    /// when no operation was ever recorded for it.
+    pub async fn run_status(&self, context_id: &str) -> Result<Option<RunStatus>, SyncError> {
+        let op_key = records::op_key(context_id);
+        let Some(op_entry) = self.store.get(&op_key).await? else {
+            return Ok(None);
+        };
+        let op: OpRecord = parse(&op_key, &op_entry.value)?;
+        let status_key = records::status_key(context_id);
+        let status = match self.store.get(&status_key).await? {
+            Some(entry) => parse::<StatusRecord>(&status_key, &entry.value)?,
+            None => StatusRecord {
+                status: op.op.running_status(),
+                message: None,
+                all_ready: false,
+                updated_ms: 0,
+            },
+        };
+        Ok(Some(RunStatus {
+            op: op.op,
+            status: status.status,
+            message: status.message,
+            stop_requested: self
+                .stop_requested(context_id, op_entry.mod_revision)
+                .await?,
+            all_ready: status.all_ready,
+        }))
+    }
+
+    /// The run status of `context_id` and, per app and cluster, what was done; `None` when no
+    /// operation was ever recorded for it.
+    pub async fn context_status(
+        &self,
+        context_id: &str,
+    ) -> Result<Option<ContextReport>, SyncError> {
+        let op_key = records::op_key(context_id);
+        let Some(op_entry) = self.store.get(&op_key).await? else {
+            return Ok(None);
+        };
+        let op: OpRecord = parse(&op_key, &op_entry.value)?;
+        let status_key = records::status_key(context_id);
+        let status = match self.store.get(&status_key).await? {
+            Some(entry) => parse::<StatusRecord>(&status_key, &entry.value)?,
+            None => StatusRecord {
+                status: op.op.running_status(),
+                message: None,
+                all_ready: false,
+                updated_ms: 0,
+            },
+        };
+        let stop_requested = self
+            .stop_requested(context_id, op_entry.mod_revision)
+            .await?;
+        let context = match run::load_context(self.store.as_ref(), context_id).await? {
+            Ok(context) => context,
+            Err(message) => {
+                return Err(SyncError::Context {
+                    id: context_id.to_owned(),
+                    message,
+                });
+            }
+        };
+        let prefix = records::app_cluster_prefix(context_id);
+        let mut app_clusters = HashMap::new();
+        for entry in self.store.list(&prefix).await? {
+            let Some((app, cluster)) = entry
+                .key
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            let Ok(cluster) = serde_json::from_value::<ClusterId>(cluster.into()) else {
+                continue;
+            };
+            let record: AppClusterRecord = parse(&entry.key, &entry.value)?;
+            app_clusters.insert((app.to_owned(), cluster), record);
+        }
+        let prefix = records::cluster_prefix(context_id);
+        let mut clusters = HashMap::new();
+        for entry in self.store.list(&prefix).await? {
+            let Some(cluster) = entry.key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Ok(cluster) = serde_json::from_value::<ClusterId>(cluster.into()) else {
+                continue;
+            };
+            let record: ClusterRecord = parse(&entry.key, &entry.value)?;
+            clusters.insert(cluster, record);
+        }
+        Ok(Some(report::build(
+            &context,
+            report::Facts {
+                op: op.op,
+                status: status.status,
+                message: status.message,
+                stop_requested,
+                all_ready: status.all_ready,
+                records: app_clusters,
+                clusters,
+            },
+        )))
+    }
+
+    /// Whether a run of `context_id` is in progress in this synchronizer (readiness tracking
+    /// after the run finished does not count).
+    pub fn is_running(&self, context_id: &str) -> bool {
+        self.lock_runs()
+            .get(context_id)
+            .is_some_and(|running| !running.finished && !running.abort.is_finished())
+    }
+
+    /// Ends every run at once, as a crash would (records stay; `resume_all` on a new
+    /// synchronizer continues them). For hub shutdown and tests.
+    pub fn shutdown(&self) {
+        for (_, running) in self.lock_runs().drain() {
+            running.abort.abort();
+        }
+    }
+}
+
+/// Whether a context in this state has work left: an unfinished operation, or readiness
+/// tracking after an instantiate that was not stopped.
+fn needs_work(op: OpKind, status: &StatusRecord, stopped: bool) -> bool {
+    if !records::is_finished(status.status) {
+        return true;
+    }
+    op == OpKind::Instantiate
+        && !stopped
+        && !status.all_ready
+        && matches!(
+            status.status,
+            AppContextStatus::Instantiated | AppContextStatus::InstantiateFailed
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: AppContextStatus, all_ready: bool) -> StatusRecord {
+        StatusRecord {
+            status,
+            message: None,
+            all_ready,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn work_is_left_while_unfinished_or_not_yet_ready() {
+        use AppContextStatus::*;
+        assert!(needs_work(
+            OpKind::Instantiate,
+            &status(Instantiating, false),
+            false
+        ));
+        assert!(
+            needs_work(OpKind::Instantiate, &status(Instantiating, false), true),
+            "a stopped run still has to finish"
+        );
+        assert!(needs_work(
+            OpKind::Terminate,
+            &status(Terminating, false),
+            false
+        ));
+        assert!(
+            needs_work(OpKind::Instantiate, &status(Instantiated, false), false),
+            "readiness tracking"
+        );
+        assert!(!needs_work(
+            OpKind::Instantiate,
+            &status(Instantiated, true),
+            false
+        ));
+        assert!(!needs_work(
+            OpKind::Instantiate,
+            &status(InstantiateFailed, false),
+            true
+        ));
+        assert!(!needs_work(
+            OpKind::Terminate,
+            &status(Terminated, false),
+            false
+        ));
+        assert!(!needs_work(
+            OpKind::Terminate,
+            &status(TerminateFailed, false),
+            false
+        ));
+    }
+
+    #[test]
+    fn operations_are_recorded_for_the_callers_transaction() {
+        let ops = Synchronizer::instantiate_ops("ctx");
+        let keys: Vec<&str> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, .. } | Op::Delete { key } => key.as_str(),
+                Op::DeletePrefix { prefix } => prefix.as_str(),
+            })
+            .collect();
+        assert_eq!(keys, ["rsync/op/ctx", "rsync/status/ctx", "rsync/stop/ctx"]);
+        let Op::Put { value, .. } = &Synchronizer::terminate_ops("ctx")[1] else {
+            panic!("status first is a put");
+        };
+        let record: StatusRecord = serde_json::from_slice(value)
+            .unwrap_or_else(|_| status(AppContextStatus::Created, false));
+        assert_eq!(record.status, AppContextStatus::Terminating);
+        assert_eq!(Synchronizer::forget_ops("ctx").len(), 5);
+    }
+}

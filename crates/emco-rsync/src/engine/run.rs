@@ -1,0 +1,527 @@
+//! One run of a context's operation: loads the context and the records of earlier runs of the
+//! same operation, starts a worker per cluster and, for instantiate, a gate per app that
+//! releases the app to its clusters' workers once its dependencies are met; then writes the run
+//! status when every app-cluster reached its end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use emco_core::appcontext::{self, AppContext, ClusterId, OpStatus, StorageError, VariantId};
+use emco_core::status::Connectivity;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use super::flush::Flusher;
+use super::link::{Link, stopped};
+use super::prepare::{PreparedVariant, deployment_id, prepare};
+use super::records::{
+    self, AppClusterRecord, AppClusterState, ClusterRecord, OpKind, StatusRecord,
+};
+use super::worker::{Slot, Worker};
+use super::{SyncError, Synchronizer};
+
+/// What a gate tells a cluster's worker about one app.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Apply(usize),
+    Skip(usize, Skip),
+}
+
+#[derive(Debug, Clone)]
+pub enum Skip {
+    Stopped,
+    DependencyFailed(String),
+}
+
+/// One app's progress over all its clusters, for its dependents.
+pub struct AppRun {
+    pub name: String,
+    pub label: String,
+    pub cluster_count: usize,
+    /// App-clusters applied without failure.
+    pub applied: AtomicUsize,
+    /// App-clusters whose objects were all seen ready.
+    pub ready: AtomicUsize,
+    /// Some app-cluster failed or was stopped.
+    pub failed: AtomicBool,
+    /// Bumped on every change of the counters above.
+    pub changed: watch::Sender<()>,
+}
+
+/// What a run's workers share.
+pub struct RunShared {
+    pub op: OpKind,
+    pub apps: Vec<AppRun>,
+    pub flusher: Flusher,
+    /// App-clusters not yet at their end state.
+    pub outstanding: watch::Sender<usize>,
+    pub failed: AtomicBool,
+    /// What a terminate left behind, for the status message.
+    pub leftovers: Mutex<Vec<String>>,
+}
+
+/// The operation a run carries out, as read from the store.
+pub struct RunSpec {
+    pub ctx: String,
+    pub op: OpKind,
+    pub op_rev: u64,
+    pub status: StatusRecord,
+}
+
+/// How many leftovers a failed terminate names in its status message.
+const LEFTOVERS_NAMED: usize = 20;
+
+pub async fn run(sync: Arc<Synchronizer>, spec: RunSpec, stop: watch::Receiver<bool>, run_id: u64) {
+    let ctx = spec.ctx.clone();
+    info!(ctx, op = ?spec.op, op_rev = spec.op_rev, "run starts");
+    match execute(&sync, spec, stop).await {
+        Ok(()) => debug!(ctx, "run ends"),
+        Err(error) => warn!(ctx, %error, "run ends early"),
+    }
+    sync.run_ended(&ctx, run_id);
+}
+
+/// Reads everything under `prefix`, retrying while the store is away.
+async fn list_retrying(sync: &Synchronizer, prefix: &str) -> Vec<emco_store::Entry> {
+    loop {
+        match sync.store.list(prefix).await {
+            Ok(entries) => return entries,
+            Err(error) => {
+                warn!(prefix, %error, "reading the store failed; retrying");
+                tokio::time::sleep(sync.config.store_retry).await;
+            }
+        }
+    }
+}
+
+/// The context, or why it cannot be used.
+pub async fn load_context(
+    store: &dyn emco_store::Store,
+    ctx: &str,
+) -> Result<Result<AppContext, String>, SyncError> {
+    let entries = store.list(&appcontext::key_prefix(ctx)).await?;
+    Ok(
+        match appcontext::load(
+            ctx,
+            entries.into_iter().map(|entry| (entry.key, entry.value)),
+        ) {
+            Ok(context) => Ok(context),
+            Err(StorageError::MissingMeta { .. }) => {
+                Err(format!("app context {ctx} is not stored (or incomplete)"))
+            }
+            Err(error) => Err(error.to_string()),
+        },
+    )
+}
+
+/// The record a run starts from: its own operation's progress, or only the object statuses of
+/// another operation's.
+fn starting_record(
+    found: Option<AppClusterRecord>,
+    op_rev: u64,
+    objects: usize,
+) -> AppClusterRecord {
+    match found {
+        Some(record) if record.op_rev == op_rev && record.objects.len() == objects => record,
+        Some(record) if record.objects.len() == objects => AppClusterRecord {
+            op_rev,
+            connectivity: record.connectivity,
+            objects: record.objects,
+            ..AppClusterRecord::default()
+        },
+        _ => AppClusterRecord {
+            op_rev,
+            objects: vec![records::ObjectRecord::default(); objects],
+            ..AppClusterRecord::default()
+        },
+    }
+}
+
+async fn execute(
+    sync: &Arc<Synchronizer>,
+    spec: RunSpec,
+    stop: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let RunSpec {
+        ctx,
+        op,
+        op_rev,
+        status,
+    } = spec;
+    let config = sync.config.clone();
+    let (superseded_tx, mut superseded) = watch::channel(false);
+    let (flusher, flush_task) = Flusher::start(
+        sync.store.clone(),
+        records::op_key(&ctx),
+        op_rev,
+        config.store_retry,
+        superseded_tx,
+    );
+    let mut flushing = JoinSet::new();
+    flushing.spawn(flush_task);
+    let already_final = records::is_finished(status.status);
+
+    let context = loop {
+        match load_context(sync.store.as_ref(), &ctx).await {
+            Ok(Ok(context)) => break context,
+            Ok(Err(reason)) => {
+                error!(ctx, %reason, "cannot run");
+                let record = StatusRecord {
+                    status: op.final_status(false),
+                    message: Some(reason),
+                    // Nothing was applied, so nothing is left to track.
+                    all_ready: true,
+                    updated_ms: records::now_ms(),
+                };
+                flusher
+                    .put(records::status_key(&ctx), records::to_bytes(&record))
+                    .await?;
+                return Ok(());
+            }
+            Err(error) => {
+                warn!(ctx, %error, "reading the app context failed; retrying");
+                tokio::time::sleep(config.store_retry).await;
+            }
+        }
+    };
+
+    let mut found: HashMap<String, AppClusterRecord> = HashMap::new();
+    for entry in list_retrying(sync, &records::app_cluster_prefix(&ctx)).await {
+        match serde_json::from_slice(&entry.value) {
+            Ok(record) => {
+                found.insert(entry.key, record);
+            }
+            Err(error) => warn!(key = entry.key, %error, "ignoring an unreadable record"),
+        }
+    }
+    let mut cluster_records: HashMap<String, ClusterRecord> = HashMap::new();
+    for entry in list_retrying(sync, &records::cluster_prefix(&ctx)).await {
+        if let Ok(record) = serde_json::from_slice(&entry.value) {
+            cluster_records.insert(entry.key, record);
+        }
+    }
+
+    // Prepare each variant once; every cluster using it shares it.
+    let mut apps = Vec::with_capacity(context.apps.len());
+    let mut prepared: Vec<BTreeMap<&VariantId, Arc<PreparedVariant>>> = Vec::new();
+    for app in &context.apps {
+        let label = deployment_id(&ctx, &app.name);
+        prepared.push(
+            app.variants
+                .iter()
+                .map(|(id, variant)| (id, prepare(&variant.objects, &label)))
+                .collect(),
+        );
+        apps.push(AppRun {
+            name: app.name.clone(),
+            label,
+            cluster_count: app.clusters.len(),
+            applied: AtomicUsize::new(0),
+            ready: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            changed: watch::channel(()).0,
+        });
+    }
+
+    let mut clusters: BTreeMap<&ClusterId, Vec<Slot>> = BTreeMap::new();
+    let mut outstanding = 0;
+    let mut failed = false;
+    let mut leftovers = Vec::new();
+    for (app_index, app) in context.apps.iter().enumerate() {
+        for (cluster, assignment) in &app.clusters {
+            let Some(variant) = prepared[app_index].get(&assignment.variant) else {
+                continue; // `load` validated that every assignment's variant exists.
+            };
+            let key = records::app_cluster_key(&ctx, &app.name, cluster);
+            let record = starting_record(found.remove(&key), op_rev, variant.objects.len());
+            let slot = Slot::new(app_index, variant.clone(), key, record);
+            match slot.record.state {
+                AppClusterState::Pending => outstanding += 1,
+                AppClusterState::Applied => {
+                    apps[app_index].applied.fetch_add(1, Ordering::SeqCst);
+                    if slot.record.ready_ms.is_some() {
+                        apps[app_index].ready.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                AppClusterState::Deleted => {}
+                AppClusterState::Failed | AppClusterState::Stopped => {
+                    apps[app_index].failed.store(true, Ordering::SeqCst);
+                    failed = true;
+                }
+            }
+            if op == OpKind::Terminate && slot.record.state.is_terminal() {
+                leftovers.extend(super::worker::leftovers(&app.name, cluster, &slot));
+            }
+            clusters.entry(cluster).or_default().push(slot);
+        }
+    }
+
+    let shared = Arc::new(RunShared {
+        op,
+        apps,
+        flusher: flusher.clone(),
+        outstanding: watch::channel(outstanding).0,
+        failed: AtomicBool::new(failed),
+        leftovers: Mutex::new(leftovers),
+    });
+    let permits = sync.permits.clone();
+    let make_link = |cluster: &ClusterId, slots: &[Slot]| {
+        let recorded = cluster_records.get(&records::cluster_key(&ctx, cluster));
+        let seen = slots
+            .iter()
+            .any(|slot| slot.record.connectivity == Connectivity::Available);
+        Link::new(
+            &ctx,
+            cluster.clone(),
+            sync.connector.clone(),
+            config.clone(),
+            permits.clone(),
+            flusher.clone(),
+            stop.clone(),
+            recorded.map(|record| record.connectivity),
+            seen,
+        )
+    };
+
+    let mut tasks = JoinSet::new();
+    match op {
+        OpKind::Instantiate => {
+            let mut senders: Vec<Vec<mpsc::UnboundedSender<Job>>> =
+                vec![Vec::new(); context.apps.len()];
+            for (cluster, slots) in clusters {
+                let (tx, rx) = mpsc::unbounded_channel();
+                for slot in &slots {
+                    senders[slot.app].push(tx.clone());
+                }
+                let link = make_link(cluster, &slots);
+                let worker = Worker::new(shared.clone(), link, slots);
+                tasks.spawn(worker.instantiate(rx));
+            }
+            for (app_index, (app, senders)) in context.apps.iter().zip(senders).enumerate() {
+                let dependencies: Vec<(usize, OpStatus, u32)> = app
+                    .dependencies
+                    .iter()
+                    .filter_map(|dependency| {
+                        let index = context.apps.iter().position(|a| a.name == dependency.app)?;
+                        Some((index, dependency.op_status, dependency.wait_seconds))
+                    })
+                    .collect();
+                tasks.spawn(gate(
+                    shared.clone(),
+                    app_index,
+                    dependencies,
+                    senders,
+                    stop.clone(),
+                ));
+            }
+        }
+        OpKind::Terminate => {
+            // Reverse dependency order: apps of later waves go first.
+            let waves = context.deploy_order().unwrap_or_default();
+            let rank: HashMap<&str, usize> = waves
+                .iter()
+                .rev()
+                .flatten()
+                .enumerate()
+                .map(|(rank, app)| (app.as_str(), rank))
+                .collect();
+            for (cluster, slots) in clusters {
+                let mut order: Vec<usize> = (0..slots.len()).collect();
+                order.sort_by_key(|&index| {
+                    rank.get(context.apps[slots[index].app].name.as_str())
+                        .copied()
+                        .unwrap_or(usize::MAX)
+                });
+                let link = make_link(cluster, &slots);
+                let worker = Worker::new(shared.clone(), link, slots);
+                tasks.spawn(worker.terminate(order));
+            }
+        }
+    }
+
+    // Until every app-cluster reached its end.
+    let mut remaining = shared.outstanding.subscribe();
+    loop {
+        let event = tokio::select! {
+            done = async { remaining.wait_for(|count| *count == 0).await.is_ok() } => {
+                if done { Progress::AllDone } else { Progress::Superseded }
+            }
+            () = superseded_signal(&mut superseded) => Progress::Superseded,
+            joined = tasks.join_next() => match joined {
+                Some(Err(failure)) if failure.is_panic() => Progress::Panicked,
+                Some(_) => Progress::TaskEnded,
+                None if *shared.outstanding.borrow() > 0 => Progress::Superseded,
+                None => Progress::AllDone,
+            },
+        };
+        match event {
+            Progress::AllDone => break,
+            Progress::TaskEnded => {}
+            Progress::Superseded => return Err(SyncError::Superseded),
+            Progress::Panicked => {
+                error!(ctx, "a worker panicked; the run ends");
+                let record = StatusRecord {
+                    status: op.final_status(false),
+                    message: Some("internal error: a cluster worker panicked".into()),
+                    all_ready: true,
+                    updated_ms: records::now_ms(),
+                };
+                flusher
+                    .put(records::status_key(&ctx), records::to_bytes(&record))
+                    .await?;
+                return Ok(());
+            }
+        }
+    }
+
+    let was_stopped = *stop.borrow();
+    let mut final_record = if already_final {
+        status
+    } else {
+        let clean = !shared.failed.load(Ordering::SeqCst) && !was_stopped;
+        let message = final_message(&shared, op, clean, was_stopped);
+        let record = StatusRecord {
+            status: op.final_status(clean),
+            message,
+            all_ready: false,
+            updated_ms: records::now_ms(),
+        };
+        flusher
+            .put(records::status_key(&ctx), records::to_bytes(&record))
+            .await?;
+        info!(ctx, status = ?record.status, "run finished");
+        record
+    };
+    sync.run_finished(&ctx, op_rev);
+
+    // Readiness tracking goes on in the workers until everything applied is ready.
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() { break },
+            () = superseded_signal(&mut superseded) => return Err(SyncError::Superseded),
+        }
+    }
+    if op == OpKind::Instantiate && !*stop.borrow() && !final_record.all_ready {
+        final_record.all_ready = true;
+        final_record.updated_ms = records::now_ms();
+        flusher
+            .put(records::status_key(&ctx), records::to_bytes(&final_record))
+            .await?;
+        info!(ctx, "every applied object is ready");
+    }
+    drop(shared);
+    drop(flusher);
+    // Let queued writes (connectivity flips) reach the store.
+    while flushing.join_next().await.is_some() {}
+    Ok(())
+}
+
+enum Progress {
+    AllDone,
+    TaskEnded,
+    Superseded,
+    Panicked,
+}
+
+/// Resolves when the flusher found the operation replaced.
+async fn superseded_signal(superseded: &mut watch::Receiver<bool>) {
+    if superseded.wait_for(|gone| *gone).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn final_message(shared: &RunShared, op: OpKind, clean: bool, stopped: bool) -> Option<String> {
+    if clean {
+        return None;
+    }
+    let leftovers = shared
+        .leftovers
+        .lock()
+        .map(|list| list.clone())
+        .unwrap_or_default();
+    let mut message = match (op, stopped) {
+        (_, true) => "stopped".to_owned(),
+        (OpKind::Instantiate, false) => {
+            "some objects or apps failed; see the status of each cluster".to_owned()
+        }
+        (OpKind::Terminate, false) => "some objects were not deleted".to_owned(),
+    };
+    if op == OpKind::Terminate && !leftovers.is_empty() {
+        message.push_str("; left behind: ");
+        let named: Vec<&str> = leftovers
+            .iter()
+            .take(LEFTOVERS_NAMED)
+            .map(String::as_str)
+            .collect();
+        message.push_str(&named.join(", "));
+        if leftovers.len() > LEFTOVERS_NAMED {
+            message.push_str(&format!(" and {} more", leftovers.len() - LEFTOVERS_NAMED));
+        }
+    }
+    Some(message)
+}
+
+/// Waits for the app's dependencies (all of them, concurrently: each met, then its `wait`),
+/// then releases the app to its clusters' workers.
+async fn gate(
+    shared: Arc<RunShared>,
+    app: usize,
+    dependencies: Vec<(usize, OpStatus, u32)>,
+    senders: Vec<mpsc::UnboundedSender<Job>>,
+    stop: watch::Receiver<bool>,
+) {
+    let waits = dependencies.iter().map(|&(dependency, op_status, wait)| {
+        wait_dependency(&shared, dependency, op_status, wait, stop.clone())
+    });
+    let job = match futures::future::try_join_all(waits).await {
+        Ok(_) => Job::Apply(app),
+        Err(skip) => Job::Skip(app, skip),
+    };
+    debug!(app = shared.apps[app].name, ?job, "released");
+    for sender in senders {
+        let _ = sender.send(job.clone());
+    }
+}
+
+async fn wait_dependency(
+    shared: &RunShared,
+    dependency: usize,
+    op_status: OpStatus,
+    wait_seconds: u32,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Skip> {
+    let target = &shared.apps[dependency];
+    let mut changed = target.changed.subscribe();
+    loop {
+        if *stop.borrow() {
+            return Err(Skip::Stopped);
+        }
+        if target.failed.load(Ordering::SeqCst) {
+            return Err(Skip::DependencyFailed(format!(
+                "dependency {} failed",
+                target.name
+            )));
+        }
+        let met = match op_status {
+            OpStatus::Deployed => target.applied.load(Ordering::SeqCst) >= target.cluster_count,
+            OpStatus::Ready => target.ready.load(Ordering::SeqCst) >= target.cluster_count,
+        };
+        if met {
+            break;
+        }
+        tokio::select! {
+            result = changed.changed() => if result.is_err() { return Err(Skip::Stopped) },
+            () = stopped(&mut stop) => {}
+        }
+    }
+    if wait_seconds > 0 {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(u64::from(wait_seconds))) => {}
+            () = stopped(&mut stop) => return Err(Skip::Stopped),
+        }
+    }
+    Ok(())
+}

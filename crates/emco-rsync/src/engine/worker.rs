@@ -1,0 +1,876 @@
+//! One cluster's worker within a run: everything done to one cluster is done here, one step at
+//! a time (apps as their dependencies release them; readiness polls in between), while other
+//! clusters' workers run in parallel under the global bound.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use emco_core::appcontext::ClusterId;
+use emco_core::status::{DeployedStatus, ReadyStatus};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::link::{CallError, Link, stopped};
+use super::prepare::{DEPLOYMENT_ID_LABEL, PreparedObject, PreparedVariant};
+use super::records::{self, AppClusterRecord, AppClusterState, HookEvent, HookRun, ObjectRecord};
+use super::run::{Job, RunShared, Skip};
+use crate::cluster::Deleted;
+use crate::readiness::{Readiness, readiness};
+
+/// Why an app's work on the cluster ended early.
+#[derive(Debug)]
+enum Halt {
+    Stopped,
+    /// The app fails on this cluster (a hook failed, the cluster is unusable).
+    Failed(String),
+    /// The run was replaced; stop at once without writing.
+    Superseded,
+}
+
+impl From<CallError> for Halt {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Stopped => Halt::Stopped,
+            CallError::Unusable(reason) | CallError::Refused(reason) => Halt::Failed(reason),
+        }
+    }
+}
+
+/// Readiness tracking of an applied app.
+struct Tracking {
+    due: Instant,
+    interval: Duration,
+}
+
+/// One app on this cluster.
+pub struct Slot {
+    pub app: usize,
+    pub variant: Arc<PreparedVariant>,
+    pub key: String,
+    pub record: AppClusterRecord,
+    tracking: Option<Tracking>,
+}
+
+impl Slot {
+    pub fn new(
+        app: usize,
+        variant: Arc<PreparedVariant>,
+        key: String,
+        record: AppClusterRecord,
+    ) -> Self {
+        Self {
+            app,
+            variant,
+            key,
+            record,
+            tracking: None,
+        }
+    }
+
+    /// Every applied object that counts for readiness is ready.
+    pub fn all_ready(&self) -> bool {
+        self.record
+            .objects
+            .iter()
+            .enumerate()
+            .filter(|(index, object)| {
+                self.variant.tracks_readiness(*index) && object.deployed == DeployedStatus::Applied
+            })
+            .all(|(_, object)| object.ready == Some(ReadyStatus::Ready))
+    }
+}
+
+pub struct Worker {
+    shared: Arc<RunShared>,
+    link: Link,
+    slots: Vec<Slot>,
+    /// Records of finished app-clusters being written: the slot counts as finished (and its
+    /// dependents may go) only once its write is durable, but the worker goes on meanwhile.
+    pending: Vec<(usize, oneshot::Receiver<Result<(), super::SyncError>>)>,
+}
+
+fn ready_record(readiness: Readiness) -> (Option<ReadyStatus>, Option<String>) {
+    match readiness {
+        Readiness::Ready => (Some(ReadyStatus::Ready), None),
+        Readiness::NotReady(reason) | Readiness::Failed(reason) => {
+            (Some(ReadyStatus::NotReady), Some(reason))
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(shared: Arc<RunShared>, link: Link, slots: Vec<Slot>) -> Self {
+        Self {
+            shared,
+            link,
+            slots,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Finishes the slots whose records are durable; with `wait`, waits for all of them.
+    async fn settle(&mut self, wait: bool) -> Result<(), Halt> {
+        let mut index = 0;
+        while index < self.pending.len() {
+            let outcome = if wait {
+                Some((&mut self.pending[index].1).await)
+            } else {
+                match self.pending[index].1.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => None,
+                    Ok(result) => Some(Ok(result)),
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        Some(Ok(Err(super::SyncError::Superseded)))
+                    }
+                }
+            };
+            match outcome {
+                None => index += 1,
+                Some(Ok(Ok(()))) => {
+                    let (slot, _) = self.pending.remove(index);
+                    self.finish(slot);
+                    let record = &self.slots[slot].record;
+                    if record.state == AppClusterState::Applied && record.ready_ms.is_none() {
+                        self.start_tracking(slot);
+                    }
+                }
+                Some(_) => return Err(Halt::Superseded),
+            }
+        }
+        Ok(())
+    }
+
+    fn slot_of(&self, app: usize) -> Option<usize> {
+        self.slots.iter().position(|slot| slot.app == app)
+    }
+
+    /// Instantiate: takes one job per app from the gates, then tracks readiness until every
+    /// applied object is ready (or `stop`).
+    pub async fn instantiate(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        // Apps finished by an earlier run of this operation only need readiness tracking.
+        for index in 0..self.slots.len() {
+            if self.slots[index].record.state == AppClusterState::Applied
+                && !self.slots[index].all_ready()
+            {
+                self.start_tracking(index);
+            }
+        }
+        let mut expected = self.slots.len();
+        let mut stop = self.link.stop_receiver();
+        loop {
+            if self.settle(false).await.is_err() {
+                return;
+            }
+            let is_stopped = self.link.stopped();
+            let due = if is_stopped {
+                None
+            } else {
+                self.slots
+                    .iter()
+                    .filter_map(|slot| slot.tracking.as_ref().map(|tracking| tracking.due))
+                    .min()
+            };
+            if expected == 0 && due.is_none() && self.pending.is_empty() {
+                break;
+            }
+            // Work that is ready now keeps the slot and the client: a cluster's queued apps go
+            // one after the other instead of queueing again behind every other cluster.
+            let ready_now = if expected > 0 {
+                match jobs.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                None
+            };
+            let result = if let Some(job) = ready_now {
+                expected -= 1;
+                self.handle(job).await
+            } else if due.is_some_and(|due| due <= Instant::now()) {
+                self.poll_due().await
+            } else if !self.pending.is_empty() {
+                // Nothing else to do: give back the slot while the records commit.
+                self.link.release();
+                self.settle(true).await
+            } else {
+                // Idle: give back the slot and the client while waiting.
+                self.link.release();
+                let far = Instant::now() + Duration::from_secs(3600);
+                tokio::select! {
+                    job = jobs.recv(), if expected > 0 => {
+                        let Some(job) = job else { break };
+                        expected -= 1;
+                        self.handle(job).await
+                    }
+                    () = tokio::time::sleep_until(due.unwrap_or(far)), if due.is_some() => {
+                        self.poll_due().await
+                    }
+                    () = stopped(&mut stop), if !is_stopped => Ok(()),
+                }
+            };
+            if let Err(Halt::Superseded) = result {
+                return;
+            }
+        }
+        self.link.release();
+    }
+
+    async fn handle(&mut self, job: Job) -> Result<(), Halt> {
+        let (app, skip) = match job {
+            Job::Apply(app) => (app, None),
+            Job::Skip(app, reason) => (app, Some(reason)),
+        };
+        let Some(index) = self.slot_of(app) else {
+            return Ok(());
+        };
+        if self.slots[index].record.state.is_terminal() {
+            return Ok(());
+        }
+        let outcome = match skip {
+            Some(Skip::Stopped) => Err(Halt::Stopped),
+            Some(Skip::DependencyFailed(reason)) => Err(Halt::Failed(reason)),
+            None => self.install(index).await,
+        };
+        let slot = &mut self.slots[index];
+        match outcome {
+            Ok(()) => {
+                let failed = slot
+                    .record
+                    .objects
+                    .iter()
+                    .any(|object| object.deployed == DeployedStatus::Failed);
+                slot.record.state = if failed {
+                    AppClusterState::Failed
+                } else {
+                    AppClusterState::Applied
+                };
+                let now = records::now_ms();
+                slot.record.applied_ms = Some(now);
+                if slot.all_ready() {
+                    slot.record.ready_ms = Some(now);
+                }
+            }
+            Err(Halt::Superseded) => return Err(Halt::Superseded),
+            Err(Halt::Stopped) => slot.record.state = AppClusterState::Stopped,
+            Err(Halt::Failed(reason)) => {
+                slot.record.state = AppClusterState::Failed;
+                slot.record.error = Some(reason);
+            }
+        }
+        let slot = &mut self.slots[index];
+        slot.record.connectivity = self.link.connectivity;
+        slot.record.updated_ms = records::now_ms();
+        let ack = self
+            .shared
+            .flusher
+            .put_detached(slot.key.clone(), records::to_bytes(&slot.record));
+        self.pending.push((index, ack));
+        Ok(())
+    }
+
+    /// CRDs, pre-install hooks, resources, post-install hooks.
+    async fn install(&mut self, index: usize) -> Result<(), Halt> {
+        let variant = self.slots[index].variant.clone();
+        for &object in &variant.crds {
+            self.apply_object(index, object).await?;
+        }
+        for &hook in &variant.pre_install {
+            self.run_hook(index, hook, HookEvent::PreInstall).await?;
+        }
+        for &object in &variant.resources {
+            self.apply_object(index, object).await?;
+        }
+        for &hook in &variant.post_install {
+            self.run_hook(index, hook, HookEvent::PostInstall).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one object; a refusal marks it Failed and the work goes on.
+    async fn apply_object(&mut self, index: usize, object: usize) -> Result<(), Halt> {
+        let variant = self.slots[index].variant.clone();
+        let prepared = &variant.objects[object];
+        let result = self.link.apply(&prepared.object).await;
+        let record = &mut self.slots[index].record.objects[object];
+        match result {
+            Ok(applied) => {
+                let (ready, message) = ready_record(readiness(&applied));
+                *record = ObjectRecord {
+                    deployed: DeployedStatus::Applied,
+                    ready,
+                    message,
+                };
+                Ok(())
+            }
+            Err(CallError::Refused(reason)) => {
+                debug!(cluster = %self.link.cluster, object = %prepared.describe(), %reason, "apply refused");
+                *record = ObjectRecord {
+                    deployed: DeployedStatus::Failed,
+                    ready: None,
+                    message: Some(reason),
+                };
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Runs a hook (unless this operation already completed it): delete an old copy when the
+    /// policy says so, apply, wait for Jobs and Pods to finish, record the run durably, then
+    /// clean up by policy. `Err(Failed)` when the hook failed.
+    async fn run_hook(&mut self, index: usize, hook: usize, event: HookEvent) -> Result<(), Halt> {
+        let variant = self.slots[index].variant.clone();
+        let prepared = &variant.objects[hook];
+        let Some(policy) = prepared.hook else {
+            return Ok(());
+        };
+        if self.slots[index].record.hook_done(event, hook) {
+            // The run is recorded before its cleanup: a crash in between leaves the cleanup
+            // (deleting again is harmless).
+            if policy.delete_on_success
+                && self.slots[index].record.objects[hook].deployed == DeployedStatus::Applied
+            {
+                self.clean_up_hook(index, hook, prepared).await?;
+            }
+            return Ok(());
+        }
+        let failed = |reason: String| format!("hook {} failed: {reason}", prepared.describe());
+        if policy.before_creation {
+            let deleted = self.delete(prepared).await.map_err(Halt::from)?;
+            if deleted == Deleted::Deleting {
+                let timeout = self.link.config().hook_timeout;
+                if !self.wait_gone(prepared, timeout).await? {
+                    return Err(Halt::Failed(failed(format!(
+                        "its previous copy was still being deleted after {timeout:?}"
+                    ))));
+                }
+            }
+        }
+        let applied = match self.link.apply(&prepared.object).await {
+            Ok(applied) => applied,
+            Err(CallError::Refused(reason)) => {
+                self.slots[index].record.objects[hook] = ObjectRecord {
+                    deployed: DeployedStatus::Failed,
+                    ready: None,
+                    message: Some(reason.clone()),
+                };
+                return Err(Halt::Failed(failed(reason)));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.slots[index].record.objects[hook] = ObjectRecord {
+            deployed: DeployedStatus::Applied,
+            ready: Some(ReadyStatus::NotReady),
+            message: None,
+        };
+        let outcome = if prepared.runs_to_completion {
+            self.wait_complete(prepared, &applied).await?
+        } else {
+            Ok(())
+        };
+        let record = &mut self.slots[index].record;
+        match &outcome {
+            Ok(()) => {
+                record.objects[hook].ready = Some(ReadyStatus::Ready);
+            }
+            Err(reason) => {
+                record.objects[hook] = ObjectRecord {
+                    deployed: DeployedStatus::Failed,
+                    ready: Some(ReadyStatus::NotReady),
+                    message: Some(reason.clone()),
+                };
+            }
+        }
+        if let Err(reason) = outcome {
+            if policy.delete_on_failure {
+                self.clean_up_hook(index, hook, prepared).await?;
+            }
+            return Err(Halt::Failed(failed(reason)));
+        }
+        // Durable before the cleanup: once the hook's copy may be gone from the cluster, only
+        // the record can tell a resumed run that the hook already ran.
+        let record = &mut self.slots[index].record;
+        record.hooks_done.push(HookRun {
+            event,
+            index: u32::try_from(hook).unwrap_or(u32::MAX),
+        });
+        self.write(index).await?;
+        if policy.delete_on_success {
+            self.clean_up_hook(index, hook, prepared).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a finished hook's copy as its policy asks (best effort: the hook's own outcome
+    /// stands); a hook that succeeded is then recorded Deleted.
+    async fn clean_up_hook(
+        &mut self,
+        index: usize,
+        hook: usize,
+        prepared: &PreparedObject,
+    ) -> Result<(), Halt> {
+        match self.delete(prepared).await {
+            Ok(_) => {
+                let object = &mut self.slots[index].record.objects[hook];
+                if object.deployed == DeployedStatus::Applied {
+                    object.deployed = DeployedStatus::Deleted;
+                }
+                Ok(())
+            }
+            Err(CallError::Refused(reason)) => {
+                debug!(cluster = %self.link.cluster, hook = %prepared.describe(), %reason, "hook cleanup refused");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn delete(&mut self, prepared: &PreparedObject) -> Result<Deleted, CallError> {
+        self.link.delete(prepared).await
+    }
+
+    async fn get(&mut self, prepared: &PreparedObject) -> Result<Option<Value>, CallError> {
+        self.link.get(prepared).await
+    }
+
+    /// Polls until the object is gone; `Ok(false)` when it is still there after `timeout`.
+    async fn wait_gone(
+        &mut self,
+        prepared: &PreparedObject,
+        timeout: Duration,
+    ) -> Result<bool, Halt> {
+        let deadline = Instant::now() + timeout;
+        let mut interval = self.link.config().ready_poll_initial;
+        loop {
+            match self.get(prepared).await {
+                Ok(None) => return Ok(true),
+                Ok(Some(_)) => {}
+                Err(CallError::Refused(reason)) => return Err(Halt::Failed(reason)),
+                Err(error) => return Err(error.into()),
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            self.link.pause(interval).await?;
+            interval = (interval * 2).min(self.link.config().ready_poll_max);
+        }
+    }
+
+    /// Waits for a Job or Pod hook to finish; the inner `Err` says why it failed.
+    async fn wait_complete(
+        &mut self,
+        prepared: &PreparedObject,
+        applied: &Value,
+    ) -> Result<Result<(), String>, Halt> {
+        let timeout = self.link.config().hook_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut interval = self.link.config().ready_poll_initial;
+        let mut current = hook_outcome(prepared, applied);
+        loop {
+            match current {
+                Readiness::Ready => return Ok(Ok(())),
+                Readiness::Failed(reason) => return Ok(Err(reason)),
+                Readiness::NotReady(reason) if Instant::now() >= deadline => {
+                    return Ok(Err(format!("not complete after {timeout:?}: {reason}")));
+                }
+                Readiness::NotReady(_) => {}
+            }
+            self.link.pause(interval).await?;
+            interval = (interval * 2).min(self.link.config().ready_poll_max);
+            current = match self.get(prepared).await {
+                Ok(Some(object)) => hook_outcome(prepared, &object),
+                Ok(None) => return Ok(Err("it disappeared before completing".into())),
+                Err(CallError::Refused(reason)) => return Ok(Err(reason)),
+                Err(error) => return Err(error.into()),
+            };
+        }
+    }
+
+    fn start_tracking(&mut self, index: usize) {
+        let interval = self.link.config().ready_poll_initial;
+        self.slots[index].tracking = Some(Tracking {
+            due: Instant::now() + interval,
+            interval,
+        });
+    }
+
+    /// Reads back the objects not ready yet of every app whose poll is due (or nearly due, so
+    /// apps applied together are polled together): per kind, one list by the deployment-id
+    /// labels of those apps (a get when only one object of the kind is waiting). Records what
+    /// changed, all in one batch.
+    async fn poll_due(&mut self) -> Result<(), Halt> {
+        let horizon = Instant::now() + self.link.config().ready_poll_initial / 2;
+        let due: Vec<usize> = (0..self.slots.len())
+            .filter(|&index| {
+                self.slots[index]
+                    .tracking
+                    .as_ref()
+                    .is_some_and(|tracking| tracking.due <= horizon)
+            })
+            .collect();
+        if due.is_empty() || self.link.stopped() {
+            return Ok(());
+        }
+        self.link.acquire().await;
+        // (apiVersion, kind) -> (slot, object index)
+        let mut waiting: BTreeMap<(String, String), Vec<(usize, usize)>> = BTreeMap::new();
+        for &index in &due {
+            let slot = &self.slots[index];
+            for (object, record) in slot.record.objects.iter().enumerate() {
+                if slot.variant.tracks_readiness(object)
+                    && record.deployed == DeployedStatus::Applied
+                    && record.ready != Some(ReadyStatus::Ready)
+                {
+                    let prepared = &slot.variant.objects[object];
+                    waiting
+                        .entry((prepared.api_version.clone(), prepared.kind.clone()))
+                        .or_default()
+                        .push((index, object));
+                }
+            }
+        }
+        let mut changed = vec![false; self.slots.len()];
+        for ((api_version, kind), objects) in waiting {
+            let found: Vec<((usize, usize), Option<Value>)> = if let [(index, object)] =
+                objects.as_slice()
+            {
+                let variant = self.slots[*index].variant.clone();
+                match self.link.get_once(&variant.objects[*object]).await {
+                    Ok(value) => vec![((*index, *object), value)],
+                    Err(_) => continue,
+                }
+            } else {
+                let mut labels: Vec<&str> = objects
+                    .iter()
+                    .map(|(index, _)| self.shared.apps[self.slots[*index].app].label.as_str())
+                    .collect();
+                labels.sort_unstable();
+                labels.dedup();
+                let selector = match labels.as_slice() {
+                    [label] => format!("{DEPLOYMENT_ID_LABEL}={label}"),
+                    _ => format!("{DEPLOYMENT_ID_LABEL} in ({})", labels.join(",")),
+                };
+                let listed = match self.link.list_once(&api_version, &kind, &selector).await {
+                    Ok(listed) => listed,
+                    // Listing across namespaces may be forbidden where reading each object is
+                    // not: read them one by one.
+                    Err(error) if error.status_code().is_some_and(|code| code < 500) => {
+                        let mut found = Vec::with_capacity(objects.len());
+                        for &(index, object) in &objects {
+                            let variant = self.slots[index].variant.clone();
+                            if let Ok(value) = self.link.get_once(&variant.objects[object]).await {
+                                found.push(((index, object), value));
+                            }
+                        }
+                        self.note_readiness(found, &mut changed);
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                objects
+                    .iter()
+                    .map(|&(index, object)| {
+                        let slot = &self.slots[index];
+                        let label = self.shared.apps[slot.app].label.as_str();
+                        let prepared = &slot.variant.objects[object];
+                        let text = |item: &Value, pointer: &str| {
+                            item.pointer(pointer)
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        };
+                        let hit = listed.iter().find(|item| {
+                            text(item, "/metadata/name").as_deref() == Some(prepared.name.as_str())
+                                && item
+                                    .pointer("/metadata/labels")
+                                    .and_then(|labels| labels.get(DEPLOYMENT_ID_LABEL))
+                                    .and_then(Value::as_str)
+                                    == Some(label)
+                                && prepared.namespace.as_deref().is_none_or(|namespace| {
+                                    text(item, "/metadata/namespace").as_deref() == Some(namespace)
+                                })
+                        });
+                        ((index, object), hit.cloned())
+                    })
+                    .collect()
+            };
+            self.note_readiness(found, &mut changed);
+        }
+        let max = self.link.config().ready_poll_max;
+        let mut to_write = Vec::new();
+        let mut now_ready = Vec::new();
+        for &index in &due {
+            if self.slots[index].all_ready() {
+                let slot = &mut self.slots[index];
+                slot.tracking = None;
+                slot.record.ready_ms = Some(records::now_ms());
+                to_write.push(index);
+                now_ready.push(index);
+            } else {
+                if changed[index] {
+                    to_write.push(index);
+                }
+                if let Some(tracking) = self.slots[index].tracking.as_mut() {
+                    tracking.interval = (tracking.interval * 2).min(max);
+                    tracking.due = Instant::now() + tracking.interval;
+                }
+            }
+        }
+        self.write_all(&to_write).await?;
+        for index in now_ready {
+            let app = &self.shared.apps[self.slots[index].app];
+            app.ready.fetch_add(1, Ordering::SeqCst);
+            app.changed.send_modify(|_| ());
+        }
+        Ok(())
+    }
+
+    /// Records the readiness of objects read back (`None`: not found).
+    fn note_readiness(
+        &mut self,
+        found: Vec<((usize, usize), Option<Value>)>,
+        changed: &mut [bool],
+    ) {
+        for ((index, object), value) in found {
+            let (ready, message) = match value {
+                Some(value) => ready_record(readiness(&value)),
+                None => (
+                    Some(ReadyStatus::NotReady),
+                    Some("not found on the cluster".to_owned()),
+                ),
+            };
+            let entry = &mut self.slots[index].record.objects[object];
+            changed[index] |= entry.ready != ready;
+            entry.ready = ready;
+            entry.message = message;
+        }
+    }
+
+    /// Writes several slots' records durably, in one batch.
+    async fn write_all(&mut self, indices: &[usize]) -> Result<(), Halt> {
+        let now = records::now_ms();
+        let mut writes = Vec::with_capacity(indices.len());
+        for &index in indices {
+            let slot = &mut self.slots[index];
+            slot.record.connectivity = self.link.connectivity;
+            slot.record.updated_ms = now;
+            writes.push(
+                self.shared
+                    .flusher
+                    .put(slot.key.clone(), records::to_bytes(&slot.record)),
+            );
+        }
+        futures::future::try_join_all(writes)
+            .await
+            .map(|_| ())
+            .map_err(|_| Halt::Superseded)
+    }
+
+    /// Writes the slot's record durably.
+    async fn write(&mut self, index: usize) -> Result<(), Halt> {
+        let slot = &mut self.slots[index];
+        slot.record.connectivity = self.link.connectivity;
+        slot.record.updated_ms = records::now_ms();
+        self.shared
+            .flusher
+            .put(slot.key.clone(), records::to_bytes(&slot.record))
+            .await
+            .map_err(|_| Halt::Superseded)
+    }
+
+    /// Counts a slot that reached its end state in this run.
+    fn finish(&self, index: usize) {
+        let slot = &self.slots[index];
+        let app = &self.shared.apps[slot.app];
+        match slot.record.state {
+            AppClusterState::Applied => {
+                app.applied.fetch_add(1, Ordering::SeqCst);
+                if slot.record.ready_ms.is_some() {
+                    app.ready.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            AppClusterState::Deleted | AppClusterState::Pending => {}
+            AppClusterState::Failed | AppClusterState::Stopped => {
+                app.failed.store(true, Ordering::SeqCst);
+                self.shared.failed.store(true, Ordering::SeqCst);
+            }
+        }
+        if self.shared.op == super::records::OpKind::Terminate {
+            self.note_leftovers(index);
+        }
+        app.changed.send_modify(|_| ());
+        self.shared
+            .outstanding
+            .send_modify(|count| *count = count.saturating_sub(1));
+    }
+
+    fn note_leftovers(&self, index: usize) {
+        let slot = &self.slots[index];
+        let notes = leftovers(&self.shared.apps[slot.app].name, &self.link.cluster, slot);
+        if !notes.is_empty() {
+            let mut all = self
+                .shared
+                .leftovers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            all.extend(notes);
+        }
+    }
+
+    /// Terminate: apps in `order` (reverse dependency order), each: pre-delete hooks, delete the
+    /// app's objects in reverse install order and wait until they are gone (bounded),
+    /// post-delete hooks.
+    pub async fn terminate(mut self, order: Vec<usize>) {
+        for index in order {
+            if self.slots[index].record.state.is_terminal() {
+                continue;
+            }
+            let outcome = self.uninstall(index).await;
+            let slot = &mut self.slots[index];
+            match outcome {
+                Ok(problems) => {
+                    let clean = problems.is_empty()
+                        && slot.variant.uninstall.iter().all(|&object| {
+                            slot.record.objects[object].deployed == DeployedStatus::Deleted
+                        });
+                    slot.record.state = if clean {
+                        AppClusterState::Deleted
+                    } else {
+                        AppClusterState::Failed
+                    };
+                    if !problems.is_empty() {
+                        slot.record.error = Some(problems.join("; "));
+                    }
+                }
+                Err(Halt::Superseded) => return,
+                Err(Halt::Stopped) => slot.record.state = AppClusterState::Stopped,
+                Err(Halt::Failed(reason)) => {
+                    slot.record.state = AppClusterState::Failed;
+                    slot.record.error = Some(reason);
+                }
+            }
+            if self.write(index).await.is_err() {
+                return;
+            }
+            self.finish(index);
+        }
+        self.link.release();
+    }
+
+    /// Returns the hook failures (the deletion goes on after a failed pre-delete hook: an
+    /// orchestrator asked to remove an app should not leave it running because a hook failed).
+    async fn uninstall(&mut self, index: usize) -> Result<Vec<String>, Halt> {
+        let variant = self.slots[index].variant.clone();
+        let mut problems = Vec::new();
+        for &hook in &variant.pre_delete {
+            match self.run_hook(index, hook, HookEvent::PreDelete).await {
+                Ok(()) => {}
+                Err(Halt::Failed(reason)) => problems.push(reason),
+                Err(other) => return Err(other),
+            }
+        }
+        let mut deleting = Vec::new();
+        for &object in &variant.uninstall {
+            let prepared = &variant.objects[object];
+            let result = self.delete(prepared).await;
+            let record = &mut self.slots[index].record.objects[object];
+            match result {
+                Ok(Deleted::Gone | Deleted::NotFound) => {
+                    *record = ObjectRecord {
+                        deployed: DeployedStatus::Deleted,
+                        ready: None,
+                        message: None,
+                    };
+                }
+                Ok(Deleted::Deleting) => deleting.push(object),
+                Err(CallError::Refused(reason)) => {
+                    *record = ObjectRecord {
+                        deployed: DeployedStatus::Failed,
+                        ready: record.ready,
+                        message: Some(format!("delete refused: {reason}")),
+                    };
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let deadline = Instant::now() + self.link.config().delete_timeout;
+        let mut interval = self.link.config().ready_poll_initial;
+        while !deleting.is_empty() {
+            self.link.pause(interval).await?;
+            interval = (interval * 2).min(self.link.config().ready_poll_max);
+            let mut still = Vec::new();
+            for object in deleting {
+                let prepared = &variant.objects[object];
+                match self.get(prepared).await {
+                    Ok(None) => {
+                        self.slots[index].record.objects[object] = ObjectRecord {
+                            deployed: DeployedStatus::Deleted,
+                            ready: None,
+                            message: None,
+                        };
+                    }
+                    Ok(Some(_)) => still.push(object),
+                    Err(CallError::Refused(reason)) => {
+                        self.slots[index].record.objects[object].message = Some(reason);
+                        still.push(object);
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            deleting = still;
+            if !deleting.is_empty() && Instant::now() >= deadline {
+                let timeout = self.link.config().delete_timeout;
+                for &object in &deleting {
+                    let record = &mut self.slots[index].record.objects[object];
+                    record.deployed = DeployedStatus::Failed;
+                    record.message = Some(format!("still being deleted after {timeout:?}"));
+                }
+                break;
+            }
+        }
+        for &hook in &variant.post_delete {
+            match self.run_hook(index, hook, HookEvent::PostDelete).await {
+                Ok(()) => {}
+                Err(Halt::Failed(reason)) => problems.push(reason),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// How far a hook that runs to completion got: Jobs by their conditions; Pods only once they
+/// ran to the end (a running Pod is ready, not done).
+fn hook_outcome(prepared: &PreparedObject, object: &Value) -> Readiness {
+    if prepared.kind != "Pod" {
+        return readiness(object);
+    }
+    match object.pointer("/status/phase").and_then(Value::as_str) {
+        Some("Succeeded") => Readiness::Ready,
+        Some("Failed") => readiness(object),
+        Some(phase) => Readiness::NotReady(format!("pod is {phase}")),
+        None => Readiness::NotReady("pod has no status yet".into()),
+    }
+}
+
+/// What a terminate left of an app on a cluster, for the status message.
+pub fn leftovers(app: &str, cluster: &ClusterId, slot: &Slot) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(error) = &slot.record.error {
+        notes.push(format!("{app} on {cluster}: {error}"));
+    }
+    for &object in &slot.variant.uninstall {
+        let record = &slot.record.objects[object];
+        if record.deployed != DeployedStatus::Deleted {
+            let why = record.message.as_deref().unwrap_or("not deleted");
+            notes.push(format!(
+                "{app} on {cluster}: {} ({why})",
+                slot.variant.objects[object].describe()
+            ));
+        }
+    }
+    notes
+}

@@ -1,0 +1,569 @@
+//! What the deploy end-to-end tests share: the real `emco sim` and `emco serve` processes, the
+//! real `emcoctl` and `kubectl` binaries, a small REST client for the hub, generated Helm chart and
+//! profile archives, and polling with deadlines.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[path = "../conformance/hub.rs"]
+pub mod hub;
+
+pub const SHARED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/emco-reference"
+);
+
+/// Upstream's example files (`examples/...`), unchanged.
+pub fn upstream_example(path: &str) -> PathBuf {
+    PathBuf::from(format!("{SHARED}/jacobtrvl-emco/examples/{path}"))
+}
+
+/// What upstream's setup scripts generate: rendered files, values, and the chart and profile
+/// archives (`tarballs/`).
+pub fn generated(path: &str) -> PathBuf {
+    PathBuf::from(format!("{SHARED}/generated-from-jacobtrvl-emco/{path}"))
+}
+
+/// `emcoctl` lives next to `emco` in the target directory; build it if this test ran alone.
+pub fn emcoctl_binary() -> anyhow::Result<PathBuf> {
+    let emco = Path::new(env!("CARGO_BIN_EXE_emco"));
+    let candidate = emco.with_file_name(format!("emcoctl{}", std::env::consts::EXE_SUFFIX));
+    if !candidate.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "emcoctl"])
+            .status()?;
+        if !status.success() {
+            bail!("building emcoctl failed");
+        }
+    }
+    Ok(candidate)
+}
+
+/// How long a process may take to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `emco sim`; killed when dropped.
+pub struct Sim {
+    child: Child,
+    /// `http://127.0.0.1:PORT`: the control API lives under `/sim`.
+    pub base_url: String,
+    pub kubeconfig_dir: PathBuf,
+    stderr_path: PathBuf,
+}
+
+impl Sim {
+    /// `emco sim --clusters N --prefix P --ready-after D` on a free port.
+    pub async fn start(
+        scratch: &Path,
+        clusters: usize,
+        prefix: &str,
+        ready_after: &str,
+    ) -> anyhow::Result<Sim> {
+        let kubeconfig_dir = scratch.join("kubeconfigs");
+        let stdout_path = scratch.join("sim.stdout");
+        let stderr_path = scratch.join("sim.stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emco"))
+            .arg("sim")
+            .args(["--clusters", &clusters.to_string(), "--prefix", prefix])
+            .args(["--listen", "127.0.0.1:0", "--ready-after", ready_after])
+            .arg("--kubeconfig-dir")
+            .arg(&kubeconfig_dir)
+            .stdin(Stdio::null())
+            // files, not pipes: nobody drains a pipe and a full one would block the simulator
+            .stdout(File::create(&stdout_path)?)
+            .stderr(File::create(&stderr_path)?)
+            .spawn()
+            .context("spawning emco sim")?;
+        let started = Instant::now();
+        loop {
+            if let Some(exit) = child.try_wait()? {
+                bail!(
+                    "emco sim exited ({exit}): {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+            let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+            if let Some((_, url)) = stdout.split_once("clusters ready on ") {
+                let base_url = url.split_whitespace().next().unwrap_or_default().to_owned();
+                return Ok(Sim {
+                    child,
+                    base_url,
+                    kubeconfig_dir,
+                    stderr_path,
+                });
+            }
+            ensure!(
+                started.elapsed() < START_TIMEOUT,
+                "emco sim did not report ready within {START_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kubeconfig(&self, cluster: &str) -> PathBuf {
+        self.kubeconfig_dir.join(format!("{cluster}.kubeconfig"))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// `PUT /sim/clusters/{cluster}/faults` with `plan`.
+    pub async fn set_faults(
+        &self,
+        client: &reqwest::Client,
+        cluster: &str,
+        plan: Value,
+    ) -> anyhow::Result<()> {
+        let response = client
+            .put(format!("{}/sim/clusters/{cluster}/faults", self.base_url))
+            .json(&plan)
+            .send()
+            .await?;
+        ensure!(
+            response.status() == StatusCode::OK,
+            "setting faults on {cluster}: {}",
+            response.status()
+        );
+        Ok(())
+    }
+
+    /// `DELETE /sim/clusters/{cluster}/faults`.
+    pub async fn clear_faults(
+        &self,
+        client: &reqwest::Client,
+        cluster: &str,
+    ) -> anyhow::Result<()> {
+        let response = client
+            .delete(format!("{}/sim/clusters/{cluster}/faults", self.base_url))
+            .send()
+            .await?;
+        ensure!(
+            response.status() == StatusCode::NO_CONTENT,
+            "clearing faults on {cluster}: {}",
+            response.status()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        // the process may already be gone; nothing useful to do with either error here
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that never goes through a proxy.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()?)
+}
+
+/// Starts the hub (with the real Helm, which `hub::Hub::start` passes) and quick retries, so
+/// the fault tests converge in seconds.
+pub async fn start_hub(scratch: &Path, client: &reqwest::Client) -> anyhow::Result<hub::Hub> {
+    start_hub_with(scratch, client, &[]).await
+}
+
+/// [`start_hub`] with more `emco serve` arguments.
+pub async fn start_hub_with(
+    scratch: &Path,
+    client: &reqwest::Client,
+    extra_args: &[&str],
+) -> anyhow::Result<hub::Hub> {
+    let data = scratch.join("hub-data");
+    std::fs::create_dir_all(&data)?;
+    let mut args = vec!["--backoff-ms", "200", "--max-backoff-ms", "1000"];
+    args.extend_from_slice(extra_args);
+    hub::Hub::start(
+        Path::new(env!("CARGO_BIN_EXE_emco")),
+        &data,
+        scratch,
+        client,
+        &args,
+    )
+    .await
+}
+
+/// One answer of the hub: status and body text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+impl Answer {
+    /// The answer, when its status is `expected`.
+    pub fn expect(self, expected: StatusCode, what: &str) -> anyhow::Result<Answer> {
+        ensure!(
+            self.status == expected,
+            "{what}: answered {} (expected {expected}): {}",
+            self.status,
+            self.body
+        );
+        Ok(self)
+    }
+
+    pub fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("not JSON: {}", self.body))
+    }
+}
+
+/// The hub's REST API (`/v2/...` paths).
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base_url: String,
+}
+
+impl Api {
+    async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<Answer> {
+        let response = request.send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        Ok(Answer { status, body })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
+        Self::answer(self.client.get(format!("{}{path}", self.base_url))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        Self::answer(
+            self.client
+                .post(format!("{}{path}", self.base_url))
+                .json(body),
+        )
+        .await
+    }
+
+    /// `POST` with a `metadata` JSON part and one `file` part, as emcoctl uploads.
+    pub async fn post_file(
+        &self,
+        path: &str,
+        metadata: &Value,
+        file: Vec<u8>,
+    ) -> anyhow::Result<Answer> {
+        let form = reqwest::multipart::Form::new()
+            .text("metadata", metadata.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(file).file_name("archive.tgz"),
+            );
+        Self::answer(
+            self.client
+                .post(format!("{}{path}", self.base_url))
+                .multipart(form),
+        )
+        .await
+    }
+
+    /// An action without a body (`approve`, `instantiate`, ...).
+    pub async fn action(&self, path: &str) -> anyhow::Result<Answer> {
+        Self::answer(self.client.post(format!("{}{path}", self.base_url))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Answer> {
+        Self::answer(self.client.delete(format!("{}{path}", self.base_url))).await
+    }
+
+    /// `GET {group}/status?{query}` as JSON.
+    pub async fn status(&self, group: &str, query: &str) -> anyhow::Result<Value> {
+        self.get(&format!("{group}/status?{query}"))
+            .await?
+            .expect(StatusCode::OK, "status")?
+            .json()
+    }
+}
+
+/// The real `emcoctl` with a config pointing every service at the hub.
+pub struct Emcoctl {
+    binary: PathBuf,
+    config: PathBuf,
+}
+
+/// What one `emcoctl` run printed.
+#[derive(Debug)]
+pub struct CtlOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    /// Lines reporting a 4xx or 5xx answer.
+    pub fn failures(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| l.contains(" --> 4") || l.contains(" --> 5"))
+            .collect()
+    }
+}
+
+impl Emcoctl {
+    pub fn new(hub_url: &str, scratch: &Path) -> anyhow::Result<Emcoctl> {
+        let address = hub_url.trim_start_matches("http://");
+        let (host, port) = address.rsplit_once(':').context("hub address")?;
+        let mut config = String::new();
+        for service in [
+            "orchestrator",
+            "clm",
+            "ncm",
+            "ovnaction",
+            "dcm",
+            "gac",
+            "dtc",
+            "hpaplacement",
+            "sfc",
+            "sfcclient",
+        ] {
+            config.push_str(&format!("{service}:\n  host: {host}\n  port: {port}\n"));
+        }
+        let path = scratch.join("emco-cfg.yaml");
+        std::fs::write(&path, config)?;
+        Ok(Emcoctl {
+            binary: emcoctl_binary()?,
+            config: path,
+        })
+    }
+
+    pub fn run(&self, args: &[&std::ffi::OsStr]) -> anyhow::Result<CtlOutput> {
+        let output = Command::new(&self.binary)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()?;
+        Ok(CtlOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// `emcoctl VERB -f FILE -v VALUES`; fails unless every call succeeded except the lines
+    /// starting with one of `allowed` (each with why, at the call site).
+    pub fn file(
+        &self,
+        verb: &str,
+        file: &Path,
+        values: &Path,
+        allowed: &[&str],
+    ) -> anyhow::Result<CtlOutput> {
+        let out = self.run(&[
+            verb.as_ref(),
+            "-f".as_ref(),
+            file.as_os_str(),
+            "-v".as_ref(),
+            values.as_os_str(),
+        ])?;
+        let unexpected: Vec<&str> = out
+            .failures()
+            .into_iter()
+            .filter(|l| !allowed.iter().any(|a| l.starts_with(a)))
+            .collect();
+        let only_allowed = out.code == Some(1) && unexpected.is_empty();
+        if out.code != Some(0) && !only_allowed || !unexpected.is_empty() {
+            bail!(
+                "emcoctl {verb} -f {} failed ({:?}):\n{}\n{}",
+                file.display(),
+                out.code,
+                out.stdout,
+                out.stderr
+            );
+        }
+        Ok(out)
+    }
+
+    /// `emcoctl status GROUP --watch --interval 250ms --timeout T`.
+    pub fn watch(&self, group: &str, timeout: &str) -> anyhow::Result<CtlOutput> {
+        self.run(&[
+            "status".as_ref(),
+            group.as_ref(),
+            "--watch".as_ref(),
+            "--interval".as_ref(),
+            "250ms".as_ref(),
+            "--timeout".as_ref(),
+            timeout.as_ref(),
+        ])
+    }
+}
+
+/// `kubectl` 1.32 against one simulated cluster: the independent client.
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+    cache_dir: PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(kubeconfig: PathBuf, scratch: &Path) -> Kubectl {
+        Kubectl {
+            kubeconfig,
+            // one cache per test: parallel tests must not share discovery caches
+            cache_dir: scratch.join("kubectl-cache"),
+        }
+    }
+
+    /// `kubectl get TYPES -A -l emco/deployment-id -o json`: the items.
+    pub fn labelled(&self, types: &str) -> anyhow::Result<Vec<Value>> {
+        self.get_json(&[types, "-A", "-l", "emco/deployment-id"])
+    }
+
+    /// `kubectl get ARGS -o json`: the items.
+    pub fn get_json(&self, args: &[&str]) -> anyhow::Result<Vec<Value>> {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .arg("--request-timeout=10s")
+            .arg("get")
+            .args(args)
+            .args(["-o", "json"])
+            .output()
+            .context("running kubectl (1.32 is expected on PATH)")?;
+        ensure!(
+            output.status.success(),
+            "kubectl get {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let list: Value = serde_json::from_slice(&output.stdout)?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// Polls `probe` every `every` until it gives `Some`, or fails after `timeout` with the last
+/// thing `probe` said.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut probe: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    let started = Instant::now();
+    loop {
+        let last = match probe().await? {
+            Ok(value) => return Ok(value),
+            Err(last) => last,
+        };
+        if started.elapsed() >= timeout {
+            bail!("{what}: not so after {timeout:?}; last: {last}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A gzipped tar archive of `files` (path, contents).
+pub fn tar_gz(files: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(encoder);
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, contents.as_bytes())?;
+    }
+    Ok(tar.into_inner()?.finish()?)
+}
+
+/// A chart `name` with `templates` (file name, text) and `values`.
+pub fn chart(name: &str, values: &str, templates: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
+    let chart_yaml = format!("apiVersion: v2\nname: {name}\ntype: application\nversion: 0.1.0\n");
+    let values_path = format!("{name}/values.yaml");
+    let chart_path = format!("{name}/Chart.yaml");
+    let paths: Vec<String> = templates
+        .iter()
+        .map(|(file, _)| format!("{name}/templates/{file}"))
+        .collect();
+    let mut files: Vec<(&str, &str)> = vec![(&chart_path, &chart_yaml), (&values_path, values)];
+    for (path, (_, text)) in paths.iter().zip(templates) {
+        files.push((path, text));
+    }
+    tar_gz(&files)
+}
+
+/// A profile archive whose `override_values.yaml` is `values`.
+pub fn profile(values: &str) -> anyhow::Result<Vec<u8>> {
+    tar_gz(&[
+        (
+            "manifest.yaml",
+            "---\nversion: v1\ntype:\n  values: \"override_values.yaml\"\n",
+        ),
+        ("override_values.yaml", values),
+    ])
+}
+
+/// A small app: a ConfigMap and a Deployment (which the simulator makes ready after its delay).
+pub fn web_chart(name: &str) -> anyhow::Result<Vec<u8>> {
+    chart(
+        name,
+        "greeting: hello\nreplicas: 1\n",
+        &[
+            (
+                "configmap.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-{{ .Chart.Name }}\n\
+                 data:\n  greeting: {{ .Values.greeting | quote }}\n",
+            ),
+            (
+                "deployment.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}-{{ .Chart.Name }}\n\
+                 spec:\n  replicas: {{ .Values.replicas }}\n  selector:\n    matchLabels: {app: {{ .Chart.Name }}}\n\
+                 \x20 template:\n    metadata:\n      labels: {app: {{ .Chart.Name }}}\n    spec:\n\
+                 \x20     containers:\n      - name: web\n        image: registry.example/web:1.0\n",
+            ),
+        ],
+    )
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time (`2026-11-23T16:14:41Z`), as Kubernetes
+/// writes them (whole seconds).
+pub fn unix_seconds(stamp: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("not an RFC 3339 UTC time: {stamp:?}");
+    let (date, time) = stamp.split_once('T').ok_or_else(bad)?;
+    let time = time.trim_end_matches('Z');
+    let mut date_parts = date.split('-').map(str::parse::<i64>);
+    let (Some(Ok(year)), Some(Ok(month)), Some(Ok(day))) =
+        (date_parts.next(), date_parts.next(), date_parts.next())
+    else {
+        return Err(bad());
+    };
+    let mut time_parts = time
+        .split(':')
+        .map(|p| p.split('.').next().unwrap_or(p).parse::<i64>());
+    let (Some(Ok(hour)), Some(Ok(minute)), Some(Ok(second))) =
+        (time_parts.next(), time_parts.next(), time_parts.next())
+    else {
+        return Err(bad());
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+#[test]
+fn unix_seconds_reads_kubernetes_times() {
+    assert_eq!(unix_seconds("1970-01-01T00:00:00Z").unwrap(), 0);
+    assert_eq!(unix_seconds("2000-03-01T00:00:10Z").unwrap(), 951_868_810);
+    assert_eq!(unix_seconds("2026-11-23T16:14:41Z").unwrap(), 1_795_450_481);
+}
