@@ -219,8 +219,60 @@ pub async fn cloud_action(
             state.repo.upsert(&key, updated, BlobChange::Keep).await?;
         }
     }
+    if action == CloudAction::Terminate {
+        refuse_while_deployed_to(&state, &key).await?;
+    }
     transition(&state, &key, |s: &mut CloudStatus| s.apply(action, now())).await?;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// A logical cloud cannot be terminated under a deployment intent group deployed to it (upstream
+/// does not check; its groups would then point at a cloud that is gone).
+async fn refuse_while_deployed_to(state: &AppState, cloud: &ResourceKey) -> ApiResult<()> {
+    let prefix = cloud.referrers_prefix();
+    let referrers = state
+        .repo
+        .store()
+        .list_keys(&prefix, None)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    for entry in referrers {
+        let Some(values) = entry
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_prefix("deploymentIntentGroup/"))
+        else {
+            continue;
+        };
+        let names = [
+            "project",
+            "compositeApp",
+            "compositeAppVersion",
+            "deploymentIntentGroup",
+        ];
+        let parts: Vec<&str> = values.split('/').collect();
+        if parts.len() != names.len() {
+            continue;
+        }
+        let dig = ResourceKey::new(
+            "deploymentIntentGroup",
+            names
+                .iter()
+                .zip(parts)
+                .map(|(n, v)| ((*n).to_owned(), v.to_owned()))
+                .collect(),
+        );
+        let status: DigStatus = match state.repo.get_state(&dig).await? {
+            Some((value, _)) => serde_json::from_value(value).unwrap_or_default(),
+            None => continue,
+        };
+        if status.state.is_deployed() {
+            return Err(ApiError::Conflict(format!(
+                "{cloud} is used by {dig}, which is {:?}; terminate it first",
+                status.state
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `GET .../logical-clouds/{lc}/status`.

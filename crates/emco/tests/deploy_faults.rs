@@ -655,3 +655,25 @@ async fn delete_of_an_instantiated_group_is_a_conflict() -> anyhow::Result<()> {
     assert_eq!(fx.lifecycle_state().await?, "Instantiated");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_logical_cloud_under_a_deployed_group_cannot_be_terminated() -> anyhow::Result<()> {
+    let fx = Fixture::start(1).await?;
+    fx.deploy_web().await?;
+    let cloud = format!("/v2/projects/{PROJECT}/logical-clouds/{LOGICAL_CLOUD}");
+    let refused = fx.api.action(&format!("{cloud}/terminate")).await?;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused.body.contains("terminate it first"),
+        "{}",
+        refused.body
+    );
+    fx.action("terminate")
+        .await?
+        .expect(StatusCode::ACCEPTED, "terminate the group")?;
+    fx.api.action(&format!("{cloud}/terminate")).await?.expect(
+        StatusCode::ACCEPTED,
+        "terminate the cloud once the group is",
+    )?;
+    Ok(())
+}
