@@ -168,6 +168,45 @@ async fn approved_group_lifecycle_and_state_do_not_touch_the_document() {
     );
 }
 
+async fn state(hub: &Hub) -> String {
+    let doc: Value =
+        serde_json::from_str(&hub.ok("GET", &format!("{DIG}/status"), None).await).unwrap();
+    doc["status"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn changing_an_approved_group_or_its_intents_needs_a_new_approval() {
+    let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
+    with_dig(&hub).await;
+    hub.ok("POST", &format!("{DIG}/approve"), None).await;
+    assert_eq!(state(&hub).await, "Approved");
+    // A new intent of the group revokes the approval...
+    hub.ok(
+        "POST",
+        &format!("{DIG}/generic-placement-intents"),
+        Some(meta("gpi")),
+    )
+    .await;
+    assert_eq!(state(&hub).await, "Created");
+    let (status, text) = hub.call("POST", &format!("{DIG}/instantiate"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    // ... and so do replacing the group itself and deleting an intent.
+    hub.ok("POST", &format!("{DIG}/approve"), None).await;
+    let dig = json!({"metadata": {"name": "dig1"}, "spec": {"compositeProfile": "prof", "version": "r2", "logicalCloud": "lc", "overrideValues": []}});
+    hub.ok("PUT", DIG, Some(dig)).await;
+    assert_eq!(state(&hub).await, "Created");
+    hub.ok("POST", &format!("{DIG}/approve"), None).await;
+    let (status, _) = hub
+        .call(
+            "DELETE",
+            &format!("{DIG}/generic-placement-intents/gpi"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(state(&hub).await, "Created");
+}
+
 #[tokio::test]
 async fn controller_schema_registered_at_run_time_gets_the_same_guarantees() {
     let hub = Hub::new(emco_api::DEFAULT_MAX_BODY).await;
