@@ -19,9 +19,9 @@ use emco_deploy::{
     ActionController, ControllerSet, DeployError, Deployer, Engine, PlacementController, RunReport,
 };
 use emco_helm::{HelmConfig, HelmRenderer};
+use emco_store::Op;
 use emco_store::attachment::{FilePart, pack};
 use emco_store::repository::{DanglingReferences, Repository};
-use emco_store::Op;
 use serde_json::{Value, json};
 
 /// Remembers what the deployer asked of the synchronizer.

@@ -1,16 +1,21 @@
-//! One member cluster reached through its Kubernetes API: server-side apply, get and delete of
-//! untyped objects, with errors classified for the synchronizer's retry policy.
+//! One member cluster reached through its Kubernetes API: server-side apply, get, delete and list
+//! of untyped objects, with errors classified for the synchronizer's retry policy. Where a kind
+//! lives comes from a table of well-known kinds (no request), else from discovery, one request
+//! per group-version (all its kinds are kept).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kube::Resource as _;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    ApiResource, DeleteParams, DynamicObject, GetParams, ListParams, Patch, PatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersion;
 use kube::discovery::{self, Scope};
 use kube::{Client, Config};
 use serde_json::Value;
@@ -76,6 +81,10 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// The cluster's certificate is not trusted by the kubeconfig (unknown CA, wrong name,
+    /// expired): retrying cannot help until the kubeconfig (or the server) is fixed.
+    #[error("cluster {cluster}: untrusted server certificate: {message}")]
+    Certificate { cluster: String, message: String },
     /// What is needed to reach the cluster could not be read right now (the hub's store
     /// failed); worth retrying.
     #[error("cluster {cluster}: unavailable: {message}")]
@@ -89,7 +98,10 @@ impl ClusterError {
     /// (forced apply should not conflict), so it is final too.
     pub fn retry(&self) -> Retry {
         match self {
-            Self::Kubeconfig { .. } | Self::InvalidObject(_) | Self::Client { .. } => Retry::Never,
+            Self::Kubeconfig { .. }
+            | Self::InvalidObject(_)
+            | Self::Client { .. }
+            | Self::Certificate { .. } => Retry::Never,
             // A CRD applied moments ago may not be served yet; the caller's attempt limit or
             // `stop` ends a kind that never appears.
             Self::UnknownKind { .. } => Retry::Backoff,
@@ -142,11 +154,28 @@ impl ClusterError {
                 }
             }
             source @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
-                Self::Transport { cluster, source }
+                match certificate_problem(&source) {
+                    Some(message) => Self::Certificate { cluster, message },
+                    None => Self::Transport { cluster, source },
+                }
             }
             source => Self::Client { cluster, source },
         }
     }
+}
+
+/// rustls's refusal of the server's certificate, if that is what failed the connection (it
+/// arrives wrapped in hyper's and tower's errors, so the chain is searched).
+fn certificate_problem(error: &kube::Error) -> Option<String> {
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if let Some(position) = text.find("invalid peer certificate") {
+            return Some(text[position..].to_owned());
+        }
+        current = err.source();
+    }
+    None
 }
 
 /// What a delete found.
@@ -210,21 +239,102 @@ impl Default for ClusterOptions {
     }
 }
 
+/// Kinds every conformant cluster serves at a fixed place, so a fresh client applies them
+/// without asking discovery: (apiVersion, kind, plural, namespaced). All are GA APIs served by
+/// every supported Kubernetes release; should a cluster not serve one after all, the apply's
+/// 404 sends the client to discovery (see [`KubeCluster::apply`]).
+#[rustfmt::skip]
+const WELL_KNOWN_KINDS: &[(&str, &str, &str, bool)] = &[
+    ("v1",                           "ConfigMap",                "configmaps",                true),
+    ("v1",                           "Endpoints",                "endpoints",                 true),
+    ("v1",                           "Event",                    "events",                    true),
+    ("v1",                           "LimitRange",               "limitranges",               true),
+    ("v1",                           "Namespace",                "namespaces",                false),
+    ("v1",                           "PersistentVolume",         "persistentvolumes",         false),
+    ("v1",                           "PersistentVolumeClaim",    "persistentvolumeclaims",    true),
+    ("v1",                           "Pod",                      "pods",                      true),
+    ("v1",                           "ReplicationController",    "replicationcontrollers",    true),
+    ("v1",                           "ResourceQuota",            "resourcequotas",            true),
+    ("v1",                           "Secret",                   "secrets",                   true),
+    ("v1",                           "Service",                  "services",                  true),
+    ("v1",                           "ServiceAccount",           "serviceaccounts",           true),
+    ("apps/v1",                      "ControllerRevision",       "controllerrevisions",       true),
+    ("apps/v1",                      "DaemonSet",                "daemonsets",                true),
+    ("apps/v1",                      "Deployment",               "deployments",               true),
+    ("apps/v1",                      "ReplicaSet",               "replicasets",               true),
+    ("apps/v1",                      "StatefulSet",              "statefulsets",              true),
+    ("batch/v1",                     "CronJob",                  "cronjobs",                  true),
+    ("batch/v1",                     "Job",                      "jobs",                      true),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole",              "clusterroles",              false),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding",       "clusterrolebindings",       false),
+    ("rbac.authorization.k8s.io/v1", "Role",                     "roles",                     true),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding",              "rolebindings",              true),
+    ("apiextensions.k8s.io/v1",      "CustomResourceDefinition", "customresourcedefinitions", false),
+    ("networking.k8s.io/v1",         "Ingress",                  "ingresses",                 true),
+    ("networking.k8s.io/v1",         "NetworkPolicy",            "networkpolicies",           true),
+    ("policy/v1",                    "PodDisruptionBudget",      "poddisruptionbudgets",      true),
+    ("storage.k8s.io/v1",            "StorageClass",             "storageclasses",            false),
+];
+
+/// The well-known place of `kind` in `api_version`, if it has one.
+fn well_known(
+    table: &[(&str, &str, &str, bool)],
+    api_version: &str,
+    kind: &str,
+) -> Option<Resolved> {
+    let &(_, _, plural, namespaced) = table.iter().find(|(known_version, known_kind, _, _)| {
+        *known_version == api_version && *known_kind == kind
+    })?;
+    let (group, version) = split_api_version(api_version);
+    Some(Resolved {
+        resource: ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+        },
+        namespaced,
+        source: Source::WellKnown,
+    })
+}
+
+/// `(group, version)` of an apiVersion (`v1` is the core group's).
+fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}
+
+/// Where a resolution came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// [`WELL_KNOWN_KINDS`]: not confirmed by this cluster.
+    WellKnown,
+    /// The cluster's discovery answer.
+    Discovered,
+}
+
 /// A resolved kind: where its objects live and whether they are namespaced.
 #[derive(Debug, Clone)]
 struct Resolved {
     resource: ApiResource,
     namespaced: bool,
+    source: Source,
 }
+
+/// apiVersion → kind → resolution. Only hits are kept, so a kind missing now (a CRD not yet
+/// established) is looked up again next time.
+type KindCache = HashMap<String, HashMap<String, Resolved>>;
 
 /// A member cluster reached with kube-rs from its kubeconfig.
 pub struct KubeCluster {
     name: String,
     client: Client,
     options: ClusterOptions,
-    /// (apiVersion, kind) → resource; only hits are kept, so a kind missing now (a CRD not yet
-    /// applied) is looked up again next time.
-    kinds: Mutex<HashMap<(String, String), Resolved>>,
+    kinds: Mutex<KindCache>,
+    /// The table of kinds resolved without discovery (replaced by tests).
+    well_known: &'static [(&'static str, &'static str, &'static str, bool)],
+    /// Discovery requests sent so far.
+    discovery_requests: AtomicU64,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -274,7 +384,14 @@ impl KubeCluster {
             client,
             options,
             kinds: Mutex::new(HashMap::new()),
+            well_known: WELL_KNOWN_KINDS,
+            discovery_requests: AtomicU64::new(0),
         })
+    }
+
+    /// How many discovery requests this client sent (one per group-version it had to look up).
+    pub fn discovery_requests(&self) -> u64 {
+        self.discovery_requests.load(Ordering::Relaxed)
     }
 
     /// Runs one request under the request timeout, mapping its error.
@@ -291,72 +408,127 @@ impl KubeCluster {
         }
     }
 
-    /// The resource serving `kind` in `api_version`, from the cache or else from discovery.
-    async fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, ClusterError> {
-        let key = (api_version.to_owned(), kind.to_owned());
-        if let Some(hit) = self.cache().get(&key) {
-            return Ok(hit.clone());
-        }
-        let (group, version) = match api_version.split_once('/') {
-            Some((group, version)) => (group, version),
-            None => ("", api_version),
-        };
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let unknown = || ClusterError::UnknownKind {
+    /// A built request, or why it could not be built.
+    fn built<T>(&self, request: Result<T, kube::core::request::Error>) -> Result<T, ClusterError> {
+        request.map_err(|error| ClusterError::Client {
+            cluster: self.name.clone(),
+            source: kube::Error::BuildRequest(error),
+        })
+    }
+
+    fn unknown_kind(&self, api_version: &str, kind: &str) -> ClusterError {
+        ClusterError::UnknownKind {
             cluster: self.name.clone(),
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
-        };
-        let (resource, capabilities) =
-            match self.call(discovery::pinned_kind(&self.client, &gvk)).await {
-                Ok(found) => found,
-                Err(ClusterError::Api { code: 404, .. }) => return Err(unknown()),
-                Err(ClusterError::Client {
-                    source: kube::Error::Discovery(_),
-                    ..
-                }) => return Err(unknown()),
-                Err(error) => return Err(error),
-            };
-        let resolved = Resolved {
-            resource,
-            namespaced: capabilities.scope == Scope::Namespaced,
-        };
-        debug!(cluster = %self.name, api_version, kind, plural = %resolved.resource.plural, "discovered kind");
-        self.cache().insert(key, resolved.clone());
-        Ok(resolved)
+        }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Resolved>> {
+    /// Where `kind` of `api_version` lives: from the cache, else the well-known table, else
+    /// discovery.
+    async fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, ClusterError> {
+        if let Some(hit) = self
+            .cache()
+            .get(api_version)
+            .and_then(|kinds| kinds.get(kind))
+        {
+            return Ok(hit.clone());
+        }
+        if let Some(known) = well_known(self.well_known, api_version, kind) {
+            self.cache()
+                .entry(api_version.to_owned())
+                .or_default()
+                .insert(kind.to_owned(), known.clone());
+            return Ok(known);
+        }
+        self.discover(api_version, kind).await
+    }
+
+    /// Asks the cluster which kinds `api_version` serves (one request for all of them), caches
+    /// them all in place of what was known of the group-version, and returns `kind`'s.
+    async fn discover(&self, api_version: &str, kind: &str) -> Result<Resolved, ClusterError> {
+        let (group, version) = split_api_version(api_version);
+        self.discovery_requests.fetch_add(1, Ordering::Relaxed);
+        let group_version = GroupVersion::gv(group, version);
+        let served = match self
+            .call(discovery::pinned_group(&self.client, &group_version))
+            .await
+        {
+            Ok(found) => found.versioned_resources(version),
+            Err(ClusterError::Api { code: 404, .. })
+            | Err(ClusterError::Client {
+                source: kube::Error::Discovery(_),
+                ..
+            }) => {
+                self.cache().remove(api_version);
+                return Err(self.unknown_kind(api_version, kind));
+            }
+            Err(error) => return Err(error),
+        };
+        let kinds: HashMap<String, Resolved> = served
+            .into_iter()
+            .map(|(resource, capabilities)| {
+                let resolved = Resolved {
+                    namespaced: capabilities.scope == Scope::Namespaced,
+                    resource,
+                    source: Source::Discovered,
+                };
+                (resolved.resource.kind.clone(), resolved)
+            })
+            .collect();
+        debug!(cluster = %self.name, api_version, kinds = kinds.len(), "discovered a group-version");
+        let found = kinds.get(kind).cloned();
+        self.cache().insert(api_version.to_owned(), kinds);
+        found.ok_or_else(|| self.unknown_kind(api_version, kind))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, KindCache> {
         self.kinds
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The dynamic API for a kind in a namespace (the client's default namespace when a
-    /// namespaced object names none; ignored for cluster-scoped kinds).
-    async fn api(
+    /// The request builder for a kind's objects in `namespace` (the client's default namespace
+    /// when a namespaced object names none; ignored for cluster-scoped kinds), or in every
+    /// namespace when `all_namespaces` and none is named.
+    fn collection(
         &self,
-        api_version: &str,
-        kind: &str,
+        resolved: &Resolved,
         namespace: Option<&str>,
-    ) -> Result<Api<DynamicObject>, ClusterError> {
-        let resolved = self.resolve(api_version, kind).await?;
-        Ok(if resolved.namespaced {
-            let namespace = namespace
-                .filter(|namespace| !namespace.is_empty())
-                .unwrap_or(self.client.default_namespace());
-            Api::namespaced_with(self.client.clone(), namespace, &resolved.resource)
-        } else {
-            Api::all_with(self.client.clone(), &resolved.resource)
-        })
+        all_namespaces: bool,
+    ) -> kube::core::Request {
+        let namespace = namespace.filter(|namespace| !namespace.is_empty());
+        let namespace = match (resolved.namespaced, namespace) {
+            (false, _) => None,
+            (true, Some(namespace)) => Some(namespace),
+            (true, None) if all_namespaces => None,
+            (true, None) => Some(self.client.default_namespace()),
+        };
+        kube::core::Request::new(DynamicObject::url_path(&resolved.resource, namespace))
     }
-}
 
-fn to_value(cluster: &str, object: DynamicObject) -> Result<Value, ClusterError> {
-    serde_json::to_value(object).map_err(|error| ClusterError::Client {
-        cluster: cluster.to_owned(),
-        source: kube::Error::SerdeError(error),
-    })
+    /// One server-side apply (retried once on a conflict).
+    async fn patch(
+        &self,
+        resolved: &Resolved,
+        namespace: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, ClusterError> {
+        let collection = self.collection(resolved, namespace, false);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(obj);
+        let request = || self.built(collection.patch(name, &params, &patch));
+        match self.call(self.client.request::<Value>(request()?)).await {
+            // A forced apply takes over conflicting fields, so a 409 is a race with another
+            // writer (e.g. a resourceVersion in the object): one more try settles it.
+            Err(error) if error.status_code() == Some(409) => {
+                debug!(cluster = %self.name, kind = %resolved.resource.kind, name, "apply conflicted; retrying once");
+                self.call(self.client.request::<Value>(request()?)).await
+            }
+            result => result,
+        }
+    }
 }
 
 fn field<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -377,19 +549,20 @@ impl ClusterApi for KubeCluster {
         let kind = field(obj, "/kind").ok_or_else(|| missing("kind"))?;
         let name = field(obj, "/metadata/name").ok_or_else(|| missing("metadata.name"))?;
         let namespace = field(obj, "/metadata/namespace");
-        let api = self.api(api_version, kind, namespace).await?;
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let patch = Patch::Apply(obj);
-        let applied = match self.call(api.patch(name, &params, &patch)).await {
-            // A forced apply takes over conflicting fields, so a 409 is a race with another
-            // writer (e.g. a resourceVersion in the object): one more try settles it.
-            Err(error) if error.status_code() == Some(409) => {
-                debug!(cluster = %self.name, kind, name, "apply conflicted; retrying once");
-                self.call(api.patch(name, &params, &patch)).await?
+        let resolved = self.resolve(api_version, kind).await?;
+        match self.patch(&resolved, namespace, name, obj).await {
+            // An apply creates what is missing, so a 404 says the path itself is not served
+            // (or the namespace is missing): a well-known guess is checked with discovery
+            // once, which then has the last word for the group-version.
+            Err(error)
+                if error.status_code() == Some(404) && resolved.source == Source::WellKnown =>
+            {
+                debug!(cluster = %self.name, api_version, kind, "well-known kind not found; asking discovery");
+                let resolved = self.discover(api_version, kind).await?;
+                self.patch(&resolved, namespace, name, obj).await
             }
-            result => result?,
-        };
-        to_value(&self.name, applied)
+            result => result,
+        }
     }
 
     async fn delete(
@@ -399,17 +572,21 @@ impl ClusterApi for KubeCluster {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Deleted, ClusterError> {
-        let api = self.api(api_version, kind, namespace).await?;
-        match self
-            .call(api.delete(name, &DeleteParams::background()))
-            .await
-        {
-            // The server answers with the object's last state when it removed it at once and
-            // with the object marked for deletion when finalizers or a grace period hold it.
-            Ok(answer) => Ok(match answer.left() {
-                Some(object) if object.metadata.deletion_timestamp.is_some() => Deleted::Deleting,
-                _ => Deleted::Gone,
-            }),
+        let resolved = self.resolve(api_version, kind).await?;
+        let collection = self.collection(&resolved, namespace, false);
+        let request = self.built(collection.delete(name, &DeleteParams::background()))?;
+        match self.call(self.client.request::<Value>(request)).await {
+            // The server answers with a Status when it removed the object at once, and with
+            // the object marked for deletion when finalizers or a grace period hold it.
+            Ok(answer) => Ok(
+                if answer.get("kind").and_then(Value::as_str) != Some("Status")
+                    && answer.pointer("/metadata/deletionTimestamp").is_some()
+                {
+                    Deleted::Deleting
+                } else {
+                    Deleted::Gone
+                },
+            ),
             Err(error) if error.status_code() == Some(404) => Ok(Deleted::NotFound),
             Err(error) => Err(error),
         }
@@ -422,11 +599,14 @@ impl ClusterApi for KubeCluster {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, ClusterError> {
-        let api = self.api(api_version, kind, namespace).await?;
-        self.call(api.get_opt(name))
-            .await?
-            .map(|object| to_value(&self.name, object))
-            .transpose()
+        let resolved = self.resolve(api_version, kind).await?;
+        let collection = self.collection(&resolved, namespace, false);
+        let request = self.built(collection.get(name, &GetParams::default()))?;
+        match self.call(self.client.request::<Value>(request)).await {
+            Ok(object) => Ok(Some(object)),
+            Err(error) if error.status_code() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     async fn list(
@@ -437,28 +617,34 @@ impl ClusterApi for KubeCluster {
         label_selector: &str,
     ) -> Result<Vec<Value>, ClusterError> {
         let resolved = self.resolve(api_version, kind).await?;
-        let api: Api<DynamicObject> = match namespace.filter(|namespace| !namespace.is_empty()) {
-            Some(namespace) if resolved.namespaced => {
-                Api::namespaced_with(self.client.clone(), namespace, &resolved.resource)
-            }
-            _ => Api::all_with(self.client.clone(), &resolved.resource),
-        };
+        let collection = self.collection(&resolved, namespace, true);
         let params = ListParams::default().labels(label_selector);
-        let listed = self.call(api.list(&params)).await?;
-        listed
-            .items
+        let request = self.built(collection.list(&params))?;
+        let mut listed: Value = self.call(self.client.request(request)).await?;
+        let items = match listed.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            Some(Value::Null) | None => Vec::new(),
+            Some(_) => {
+                return Err(ClusterError::Client {
+                    cluster: self.name.clone(),
+                    source: kube::Error::SerdeError(serde::de::Error::custom(format!(
+                        "a list of {kind} without an items array"
+                    ))),
+                });
+            }
+        };
+        Ok(items
             .into_iter()
-            .map(|object| {
-                let mut value = to_value(&self.name, object)?;
+            .map(|mut item| {
                 // List items may come without their type (the list carries it); readiness
                 // rules need it.
-                if let Some(fields) = value.as_object_mut() {
+                if let Some(fields) = item.as_object_mut() {
                     fields.insert("apiVersion".into(), Value::from(api_version));
                     fields.insert("kind".into(), Value::from(kind));
                 }
-                Ok(value)
+                item
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -508,6 +694,180 @@ mod tests {
     fn the_trait_is_object_safe() {
         fn takes(_: Option<&dyn ClusterApi>) {}
         takes(None);
+    }
+
+    async fn sim_cluster() -> (emco_sim::RunningSim, KubeCluster) {
+        let sim = emco_sim::Sim::new(emco_sim::SimOptions::default());
+        sim.add_clusters("edge-", 1).unwrap();
+        let running = emco_sim::spawn(sim, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let kubeconfig = running.sim.kubeconfig("edge-1");
+        let cluster = KubeCluster::from_kubeconfig("edge-1", kubeconfig.as_bytes())
+            .await
+            .unwrap();
+        (running, cluster)
+    }
+
+    fn object(api_version: &str, kind: &str, name: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "namespace": "default"},
+        })
+    }
+
+    fn crd(kind: &str, plural: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.example.com")},
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                }],
+            },
+        })
+    }
+
+    /// The deploy bench's kinds (seven kinds in three group-versions) need no discovery on a
+    /// fresh client; other kinds cost one discovery request per group-version, whatever the
+    /// number of its kinds used.
+    #[tokio::test]
+    async fn well_known_kinds_need_no_discovery_and_others_one_request_per_group_version() {
+        let (_running, cluster) = sim_cluster().await;
+        let mut role = object("rbac.authorization.k8s.io/v1", "Role", "reader");
+        role["rules"] =
+            serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
+        let mut binding = object("rbac.authorization.k8s.io/v1", "RoleBinding", "reader");
+        binding["roleRef"] = serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"});
+        let mut deployment = object("apps/v1", "Deployment", "web");
+        deployment["spec"] = serde_json::json!({
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "nginx"}]}},
+        });
+        for obj in [
+            object("v1", "ServiceAccount", "sa"),
+            object("v1", "Secret", "secret"),
+            object("v1", "ConfigMap", "cm"),
+            role,
+            binding,
+            object("v1", "Service", "web"),
+            deployment,
+        ] {
+            cluster.apply(&obj).await.unwrap();
+        }
+        assert!(
+            cluster
+                .get("v1", "Secret", Some("default"), "secret")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            cluster
+                .get("v1", "Secret", Some("default"), "none")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            cluster
+                .list("apps/v1", "Deployment", None, "")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(cluster.discovery_requests(), 0);
+
+        cluster.apply(&crd("Gadget", "gadgets")).await.unwrap();
+        cluster.apply(&crd("Gizmo", "gizmos")).await.unwrap();
+        assert_eq!(cluster.discovery_requests(), 0, "CRDs are well known");
+        cluster
+            .apply(&object("example.com/v1", "Gadget", "g"))
+            .await
+            .unwrap();
+        cluster
+            .apply(&object("example.com/v1", "Gizmo", "g"))
+            .await
+            .unwrap();
+        assert!(
+            cluster
+                .get("example.com/v1", "Gizmo", Some("default"), "g")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            cluster.discovery_requests(),
+            1,
+            "one request listed both kinds of example.com/v1"
+        );
+        let error = cluster
+            .apply(&object("example.com/v1", "Doohickey", "d"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClusterError::UnknownKind { .. }), "{error}");
+        assert_eq!(cluster.discovery_requests(), 2, "a miss asks again");
+    }
+
+    /// A well-known place the cluster does not serve sends the apply to discovery, which then
+    /// decides for the group-version.
+    #[tokio::test]
+    async fn an_apply_the_well_known_place_refuses_falls_back_to_discovery() {
+        static WRONG: &[(&str, &str, &str, bool)] = &[
+            ("v1", "ConfigMap", "configmapz", true),
+            ("v1", "Secret", "secrets", true),
+            (
+                "policy/v1beta1",
+                "PodSecurityPolicy",
+                "podsecuritypolicies",
+                false,
+            ),
+        ];
+        let (_running, mut cluster) = sim_cluster().await;
+        cluster.well_known = WRONG;
+        cluster
+            .apply(&object("v1", "ConfigMap", "cm"))
+            .await
+            .unwrap();
+        assert_eq!(cluster.discovery_requests(), 1);
+        // Discovery answered for all of v1: Secret is now known from it, not the table.
+        cluster.apply(&object("v1", "Secret", "s")).await.unwrap();
+        cluster
+            .apply(&object("v1", "ConfigMap", "cm"))
+            .await
+            .unwrap();
+        assert_eq!(cluster.discovery_requests(), 1);
+        let error = cluster
+            .apply(&object("policy/v1beta1", "PodSecurityPolicy", "psp"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClusterError::UnknownKind { .. }), "{error}");
+        assert_eq!(cluster.discovery_requests(), 2);
+    }
+
+    #[test]
+    fn the_well_known_table_is_consistent() {
+        for (index, (api_version, kind, plural, _)) in WELL_KNOWN_KINDS.iter().enumerate() {
+            assert_eq!(*plural, plural.to_lowercase(), "{kind}");
+            assert!(
+                WELL_KNOWN_KINDS[index + 1..]
+                    .iter()
+                    .all(|(v, k, _, _)| (v, k) != (api_version, kind)),
+                "{api_version} {kind} twice"
+            );
+        }
+        let namespace = well_known(WELL_KNOWN_KINDS, "v1", "Namespace").unwrap();
+        assert!(!namespace.namespaced);
+        assert_eq!(namespace.resource.group, "");
+        let role = well_known(WELL_KNOWN_KINDS, "rbac.authorization.k8s.io/v1", "Role").unwrap();
+        assert_eq!(role.resource.group, "rbac.authorization.k8s.io");
+        assert_eq!(role.resource.plural, "roles");
+        assert!(well_known(WELL_KNOWN_KINDS, "apps/v1beta1", "Deployment").is_none());
     }
 
     #[tokio::test]

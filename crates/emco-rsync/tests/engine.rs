@@ -410,7 +410,11 @@ async fn hooks_run_in_order_and_are_cleaned_up_by_policy() {
             .unwrap();
         let migrate = cluster.resource("Job", "migrate").unwrap();
         assert_eq!(migrate.deployed, DeployedStatus::Deleted);
-        assert_eq!(migrate.ready, Some(ReadyStatus::Ready));
+        assert_eq!(
+            migrate.ready,
+            Some(ReadyStatus::Ready),
+            "a hook removed by its policy after completing stays counted as ready"
+        );
         assert_eq!(migrate.hook.as_deref(), Some(&[HookEvent::PreInstall][..]));
         let announce = cluster.resource("ConfigMap", "announce").unwrap();
         assert_eq!(
@@ -456,6 +460,15 @@ async fn hooks_run_in_order_and_are_cleaned_up_by_policy() {
             "reverse install order"
         );
         assert!(position("delete", "first") < position("apply", "farewell"));
+        // Then every hook object goes, the post-delete one included.
+        let last = |verb: &str, name: &str| {
+            calls
+                .iter()
+                .rposition(|(v, n)| v == verb && n == name)
+                .unwrap_or_else(|| panic!("no {verb} of {name} in {calls:?}"))
+        };
+        assert!(position("apply", "farewell") < last("delete", "farewell"));
+        assert!(position("apply", "farewell") < last("delete", "announce"));
         let cluster = report
             .app("hooked")
             .unwrap()
@@ -474,13 +487,21 @@ async fn hooks_run_in_order_and_are_cleaned_up_by_policy() {
                 .unwrap()
                 .is_none()
         );
-        assert!(
-            client
-                .get("v1", "ConfigMap", Some("default"), "farewell")
-                .await
-                .unwrap()
-                .is_some()
-        );
+        for (api_version, kind, name) in [
+            ("v1", "ConfigMap", "farewell"),
+            ("v1", "ConfigMap", "announce"),
+            ("v1", "ConfigMap", "pre-marker"),
+            ("batch/v1", "Job", "goodbye"),
+        ] {
+            assert!(
+                client
+                    .get(api_version, kind, Some("default"), name)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name} left after terminate"
+            );
+        }
     }
 }
 
@@ -966,6 +987,20 @@ async fn a_crashed_terminate_resumes_without_rerunning_completed_hooks() {
         resumed.context_status("c11").await.unwrap().unwrap().status,
         AppContextStatus::Terminating
     );
+    for index in 1..=2 {
+        let drain = hub
+            .client(index)
+            .await
+            .get("batch/v1", "Job", Some("default"), "drain")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            drain["metadata"]["uid"],
+            uids[index - 1],
+            "the hook ran again"
+        );
+    }
     // Release the finalizers: the deletions finish.
     for index in 1..=2 {
         let client = hub.client(index).await;
@@ -994,18 +1029,325 @@ async fn a_crashed_terminate_resumes_without_rerunning_completed_hooks() {
                 .unwrap()
                 .is_none()
         );
-        let drain = client
-            .get("batch/v1", "Job", Some("default"), "drain")
+        assert!(
+            client
+                .get("batch/v1", "Job", Some("default"), "drain")
+                .await
+                .unwrap()
+                .is_none(),
+            "hook objects go at the end of a terminate"
+        );
+    }
+    let calls = log.lock().unwrap().clone();
+    assert!(
+        calls
+            .iter()
+            .filter(|call| call.name == "drain")
+            .all(|call| call.verb == "delete"),
+        "the resumed run applied the completed hook again: {calls:?}"
+    );
+}
+
+/// A hook with Helm's default policy (before-hook-creation) whose Job completed while the hub
+/// was down, before the run saw it complete: the resumed run waits for that Job instead of
+/// deleting it and running the hook again.
+#[tokio::test]
+async fn a_hook_that_completed_while_the_hub_was_down_is_not_run_again() {
+    let hub = hub(2, Duration::from_millis(200)).await;
+    hub.sync.shutdown();
+    let mut objects = resources(vec![config_map("default", "after-setup")]);
+    objects.push(hook(
+        job("default", "setup", false),
+        0,
+        pre_install(),
+        vec![],
+    ));
+    let context = context("c13", vec![app("seeded", &[1, 2], objects)]);
+    // The crashing hub looks at its hooks rarely, so they complete unseen.
+    let slow = emco_rsync::SyncConfig {
+        ready_poll_initial: Duration::from_secs(10),
+        ready_poll_max: Duration::from_secs(10),
+        ..fast_config()
+    };
+    let (crashing, _) = synchronizer(hub.store.clone(), slow);
+    hub.store_context(&context).await;
+    let outcome = hub
+        .store
+        .txn(emco_store::Txn {
+            compares: vec![],
+            ops: Synchronizer::instantiate_ops("c13"),
+        })
+        .await
+        .unwrap();
+    assert!(outcome.succeeded);
+    crashing.kick("c13");
+    let mut uids = Vec::new();
+    for index in 1..=2 {
+        let client = hub.client(index).await;
+        let deadline = std::time::Instant::now() + LONG;
+        let setup = loop {
+            if let Some(setup) = client
+                .get("batch/v1", "Job", Some("default"), "setup")
+                .await
+                .unwrap()
+                && readiness(&setup) == Readiness::Ready
+            {
+                break setup;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hook never completed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        uids.push(setup["metadata"]["uid"].clone());
+    }
+    let report = crashing.context_status("c13").await.unwrap().unwrap();
+    assert_eq!(report.status, AppContextStatus::Instantiating);
+    for index in 1..=2 {
+        let cluster = report
+            .app("seeded")
+            .unwrap()
+            .cluster(&cluster(index))
+            .unwrap();
+        let setup = cluster.resource("Job", "setup").unwrap();
+        assert_eq!(
+            setup.hook.as_deref(),
+            Some(&[][..]),
+            "not seen complete yet"
+        );
+        assert_eq!(
+            setup.deployed,
+            DeployedStatus::Applied,
+            "its apply is recorded"
+        );
+    }
+    crashing.shutdown();
+
+    let (resumed, log) = synchronizer(hub.store.clone(), fast_config());
+    assert_eq!(resumed.resume_all().await.unwrap(), 1);
+    let report = wait_report(&resumed, "c13", LONG, "instantiated", |report| {
+        report.status == AppContextStatus::Instantiated
+    })
+    .await;
+    for index in 1..=2 {
+        let cluster = report
+            .app("seeded")
+            .unwrap()
+            .cluster(&cluster(index))
+            .unwrap();
+        assert_eq!(cluster.state, AppClusterState::Applied);
+        let setup = cluster.resource("Job", "setup").unwrap();
+        assert_eq!(setup.hook.as_deref(), Some(&[HookEvent::PreInstall][..]));
+        let live = hub
+            .client(index)
+            .await
+            .get("batch/v1", "Job", Some("default"), "setup")
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
-            drain["metadata"]["uid"],
+            live["metadata"]["uid"],
             uids[index - 1],
             "the hook ran again"
         );
     }
-    assert!(!log.lock().unwrap().iter().any(|call| call.name == "drain"));
+    let calls = log.lock().unwrap().clone();
+    assert!(
+        !calls
+            .iter()
+            .any(|call| call.name == "setup" && call.verb == "delete"),
+        "the resumed run replaced the hook's Job: {calls:?}"
+    );
+
+    // A later operation's hook still replaces the copy an earlier operation left.
+    resumed.shutdown();
+    let (again, log) = synchronizer(hub.store.clone(), fast_config());
+    let outcome = hub
+        .store
+        .txn(emco_store::Txn {
+            compares: vec![],
+            ops: Synchronizer::instantiate_ops("c13"),
+        })
+        .await
+        .unwrap();
+    assert!(outcome.succeeded);
+    again.kick("c13");
+    wait_report(&again, "c13", LONG, "instantiated again", |report| {
+        report.status == AppContextStatus::Instantiated
+    })
+    .await;
+    let calls = log.lock().unwrap().clone();
+    for index in 1..=2 {
+        let cluster = format!("edge-{index}");
+        let position = |verb: &str| {
+            calls
+                .iter()
+                .position(|call| {
+                    call.cluster == cluster && call.name == "setup" && call.verb == verb
+                })
+                .unwrap_or_else(|| panic!("no {verb} of setup on {cluster}: {calls:?}"))
+        };
+        assert!(position("delete") < position("apply"));
+    }
+}
+
+/// A hook whose previous copy cannot be deleted (its kind is not served, as a chart's
+/// `policy/v1beta1` PodSecurityPolicy hook on Kubernetes 1.25+) fails with the cluster's
+/// message, and the app fails there; terminate then has nothing of that kind to delete.
+#[tokio::test]
+async fn a_refused_delete_of_a_hooks_previous_copy_fails_the_hook_with_the_message() {
+    let hub = hub(1, Duration::from_millis(50)).await;
+    let mut objects = resources(vec![config_map("default", "after-policy")]);
+    objects.push(hook(
+        json!({
+            "apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicy",
+            "metadata": {"name": "restricted"},
+            "spec": {"privileged": false},
+        }),
+        0,
+        pre_install(),
+        vec![],
+    ));
+    let context = context("c14", vec![app("legacy", &[1], objects)]);
+    hub.instantiate(&context).await;
+    let report = hub
+        .wait_status("c14", AppContextStatus::InstantiateFailed)
+        .await;
+    let cluster = report.app("legacy").unwrap().cluster(&cluster(1)).unwrap();
+    assert_eq!(cluster.state, AppClusterState::Failed);
+    let error = cluster.error.as_deref().unwrap();
+    assert!(
+        error.contains("hook PodSecurityPolicy/restricted failed")
+            && error.contains("no resource for kind PodSecurityPolicy in policy/v1beta1"),
+        "{error}"
+    );
+    let policy = cluster.resource("PodSecurityPolicy", "restricted").unwrap();
+    assert_eq!(policy.deployed, DeployedStatus::Failed, "{policy:#?}");
+    let message = policy.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("no resource for kind PodSecurityPolicy in policy/v1beta1"),
+        "{policy:#?}"
+    );
+    assert_eq!(
+        cluster
+            .resource("ConfigMap", "after-policy")
+            .unwrap()
+            .deployed,
+        DeployedStatus::Pending
+    );
+
+    hub.terminate("c14").await;
+    let report = hub.wait_status("c14", AppContextStatus::Terminated).await;
+    assert_eq!(report.message, None);
+    assert_eq!(state(&report, "legacy", 1), AppClusterState::Deleted);
+}
+
+/// Terminate deletes every hook object of the app once its post-delete hooks ran, whatever the
+/// hooks' events and delete policies, and keeps only objects marked to be kept on uninstall.
+#[tokio::test]
+async fn terminate_deletes_every_hook_object_but_kept_ones() {
+    let hub = hub(2, Duration::from_millis(100)).await;
+    let mut objects = resources(vec![config_map("default", "plain")]);
+    objects.push(hook(
+        job("default", "setup", false),
+        0,
+        pre_install(),
+        vec![],
+    ));
+    objects.push(hook(
+        config_map("default", "announce"),
+        0,
+        post_install(),
+        vec![DeletePolicy::BeforeHookCreation],
+    ));
+    let mut kept = hook(config_map("default", "kept"), 1, pre_install(), vec![]);
+    kept.keep_on_uninstall = true;
+    objects.push(kept);
+    objects.push(hook(
+        job("default", "drain", false),
+        0,
+        pre_delete(),
+        vec![DeletePolicy::HookFailed],
+    ));
+    objects.push(hook(
+        config_map("default", "farewell"),
+        0,
+        post_delete(),
+        vec![],
+    ));
+    let context = context("c15", vec![app("hooked", &[1, 2], objects)]);
+    hub.instantiate(&context).await;
+    hub.wait_status("c15", AppContextStatus::Instantiated).await;
+    for index in 1..=2 {
+        assert_eq!(
+            labelled(&hub, index, "v1", "ConfigMap", "c15-hooked").await,
+            ["announce", "kept", "plain"]
+        );
+    }
+
+    hub.log.lock().unwrap().clear();
+    hub.terminate("c15").await;
+    let report = hub.wait_status("c15", AppContextStatus::Terminated).await;
+    assert_eq!(report.message, None);
+    for index in 1..=2 {
+        assert_eq!(
+            labelled(&hub, index, "v1", "ConfigMap", "c15-hooked").await,
+            ["kept"],
+            "only the kept hook stays"
+        );
+        assert!(
+            labelled(&hub, index, "batch/v1", "Job", "c15-hooked")
+                .await
+                .is_empty()
+        );
+        let cluster = report
+            .app("hooked")
+            .unwrap()
+            .cluster(&cluster(index))
+            .unwrap();
+        assert_eq!(cluster.state, AppClusterState::Deleted);
+        for (kind, name) in [
+            ("ConfigMap", "plain"),
+            ("Job", "setup"),
+            ("ConfigMap", "announce"),
+            ("Job", "drain"),
+            ("ConfigMap", "farewell"),
+        ] {
+            let resource = cluster.resource(kind, name).unwrap();
+            assert_eq!(resource.deployed, DeployedStatus::Deleted, "{resource:#?}");
+            assert_eq!(resource.ready, None, "{resource:#?}");
+        }
+        assert_eq!(
+            cluster.resource("ConfigMap", "kept").unwrap().deployed,
+            DeployedStatus::Applied
+        );
+        let calls: Vec<(String, String)> = hub
+            .calls(&format!("edge-{index}"))
+            .into_iter()
+            .map(|call| (call.verb.to_owned(), call.name))
+            .collect();
+        let position = |verb: &str, name: &str| {
+            calls
+                .iter()
+                .position(|(v, n)| v == verb && n == name)
+                .unwrap_or_else(|| panic!("no {verb} of {name} in {calls:?}"))
+        };
+        let last_delete = |name: &str| {
+            calls
+                .iter()
+                .rposition(|(v, n)| v == "delete" && n == name)
+                .unwrap_or_else(|| panic!("no delete of {name} in {calls:?}"))
+        };
+        assert!(position("delete", "plain") < position("apply", "farewell"));
+        for name in ["setup", "announce", "drain", "farewell"] {
+            assert!(
+                position("apply", "farewell") < last_delete(name),
+                "{name} deleted before the post-delete hook ran: {calls:?}"
+            );
+        }
+        assert!(!calls.iter().any(|(_, name)| name == "kept"), "{calls:?}");
+    }
 }
 
 #[tokio::test]

@@ -50,7 +50,10 @@ fn error_response(error: &SimError) -> Response {
         SimError::ClusterExists(_) => StatusCode::CONFLICT,
         SimError::ClusterNotFound(_) => StatusCode::NOT_FOUND,
         SimError::InvalidClusterName(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        SimError::Kubeconfig { .. } | SimError::Serve { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        SimError::Kubeconfig { .. }
+        | SimError::Serve { .. }
+        | SimError::Certificate(_)
+        | SimError::TlsConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (code, Json(json!({"error": error.to_string()}))).into_response()
 }

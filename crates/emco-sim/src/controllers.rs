@@ -24,12 +24,12 @@ use crate::csr::{self, ClusterCa};
 use crate::workloads::{self, Pending, Reactor, WorkloadKind};
 
 /// What a cluster's controllers keep: cheap until used (a pointer and a weak reference), the
-/// CA only after the first signature.
+/// CA only after the first signature (or the simulator's shared CA when it serves TLS).
 #[derive(Debug, Default)]
 pub struct ClusterControllers {
     reactor: Option<Arc<Reactor>>,
     cluster: Weak<Cluster>,
-    ca: Option<Box<ClusterCa>>,
+    ca: Option<Arc<ClusterCa>>,
 }
 
 impl ClusterControllers {
@@ -43,6 +43,14 @@ impl ClusterControllers {
         }
     }
 
+    /// Signs with `ca` instead of a CA of its own: a simulator serving TLS shares one CA
+    /// between its serving certificate and every cluster, as a real cluster's CA signs both
+    /// its API server's certificate and its clients'.
+    pub fn with_ca(mut self, ca: Arc<ClusterCa>) -> Self {
+        self.ca = Some(ca);
+        self
+    }
+
     fn cluster_name(&self) -> String {
         self.cluster
             .upgrade()
@@ -54,7 +62,7 @@ impl ClusterControllers {
     pub fn ca(&mut self) -> Result<&ClusterCa, csr::SignError> {
         let ca = match self.ca.take() {
             Some(ca) => ca,
-            None => Box::new(ClusterCa::new(&self.cluster_name())?),
+            None => Arc::new(ClusterCa::new(&self.cluster_name())?),
         };
         Ok(self.ca.insert(ca))
     }

@@ -11,13 +11,14 @@
 //! A request that cannot be parsed stays approved and unsigned (the real signer retries it).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -155,6 +156,61 @@ impl ClusterCa {
             .signed_by(&self.issuer)
             .map_err(SignError::Signing)?;
         Ok(certificate.pem())
+    }
+}
+
+/// A TLS server certificate issued by a [`ClusterCa`], with its private key.
+pub struct ServingCertificate {
+    /// The certificate, DER.
+    pub certificate_der: Vec<u8>,
+    /// The private key (ECDSA P-256), PKCS#8 DER.
+    pub key_der: Vec<u8>,
+}
+
+impl fmt::Debug for ServingCertificate {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ServingCertificate")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterCa {
+    /// Issues a server certificate (`server auth`, a fresh ECDSA P-256 key) for the IP
+    /// addresses `ips` and host names `dns_names`, valid for a year (never past the CA).
+    pub fn issue_serving_certificate(
+        &self,
+        ips: &[IpAddr],
+        dns_names: &[&str],
+    ) -> Result<ServingCertificate, SignError> {
+        let key = KeyPair::generate().map_err(SignError::Signing)?;
+        let now = meta::unix_now();
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, "kube-apiserver");
+        params.distinguished_name = name;
+        params.subject_alt_names = ips.iter().copied().map(SanType::IpAddress).collect();
+        for dns_name in dns_names {
+            let dns_name = (*dns_name).try_into().map_err(SignError::Signing)?;
+            params.subject_alt_names.push(SanType::DnsName(dns_name));
+        }
+        params.not_before = unix_time(now - BACKDATE_SECONDS)?;
+        params.not_after = unix_time(now + DEFAULT_LIFETIME_SECONDS)?.min(self.not_after);
+        params.serial_number = Some(next_serial());
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let certificate = params
+            .signed_by(&key, &self.issuer)
+            .map_err(SignError::Signing)?;
+        Ok(ServingCertificate {
+            certificate_der: certificate.der().to_vec(),
+            key_der: key.serialize_der(),
+        })
     }
 }
 
@@ -334,6 +390,36 @@ mod tests {
         parsed
             .verify_signature(Some(ca_certificate.public_key()))
             .unwrap();
+    }
+
+    #[test]
+    fn serving_certificates_name_their_addresses_and_chain_to_the_ca() {
+        let ca = ClusterCa::new("sim").unwrap();
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let serving = ca
+            .issue_serving_certificate(&[loopback], &["localhost"])
+            .unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&serving.certificate_der).unwrap();
+        let names = &parsed.subject_alternative_name().unwrap().unwrap().value;
+        assert_eq!(
+            names.general_names,
+            vec![
+                x509_parser::extensions::GeneralName::IPAddress(&[127, 0, 0, 1]),
+                x509_parser::extensions::GeneralName::DNSName("localhost"),
+            ]
+        );
+        let extended = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(extended.server_auth && !extended.client_auth);
+        assert!(!parsed.is_ca());
+        let (_, ca_pem) =
+            x509_parser::pem::parse_x509_pem(ca.certificate_pem().as_bytes()).unwrap();
+        let ca_certificate = ca_pem.parse_x509().unwrap();
+        assert_eq!(parsed.issuer(), ca_certificate.subject());
+        parsed
+            .verify_signature(Some(ca_certificate.public_key()))
+            .unwrap();
+        assert!(parsed.validity().not_after <= ca_certificate.validity().not_after);
+        assert!(!serving.key_der.is_empty());
     }
 
     #[test]

@@ -347,4 +347,10 @@ pub enum SimError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Creating the simulator's CA or its serving certificate failed (`tls`).
+    #[error("TLS certificate: {0}")]
+    Certificate(#[from] crate::csr::SignError),
+    /// rustls refused the server configuration (`tls`).
+    #[error("TLS configuration: {0}")]
+    TlsConfig(tokio_rustls::rustls::Error),
 }

@@ -581,6 +581,11 @@ pub struct KillableStream {
 }
 
 impl KillableStream {
+    /// The handle that drops this connection.
+    pub fn handle(&self) -> &ConnectionHandle {
+        &self.handle
+    }
+
     /// The error to report once killed; the first time, arranges for a reset on close, as a
     /// peer that is not listening answers.
     fn killed(&mut self) -> Option<io::Error> {

@@ -17,6 +17,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [`SimOptions::tls`] the simulator serves HTTPS with a throw-away CA that its
+//! kubeconfigs carry ([`tls`]).
+//!
 //! The control API under `/sim` is described in [`control`]. Seams for later work:
 //! [`controllers`] (what happens after writes), [`faults`] (checked before each request) and
 //! [`apply`] (server-side apply and managed fields).
@@ -37,6 +40,7 @@ pub mod openapi;
 pub mod proto;
 pub mod selector;
 pub mod table;
+pub mod tls;
 pub mod validation;
 pub mod watch;
 pub mod workloads;
@@ -46,7 +50,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -55,6 +59,8 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -79,6 +85,8 @@ pub struct SimOptions {
     pub ready_after: Duration,
     /// Simulated nodes per cluster (how many pods a DaemonSet runs).
     pub nodes: u32,
+    /// Serve HTTPS with a throw-away CA (see [`tls`]); kubeconfigs then carry the CA.
+    pub tls: bool,
 }
 
 impl Default for SimOptions {
@@ -90,6 +98,7 @@ impl Default for SimOptions {
             max_body: 16 * 1024 * 1024,
             ready_after: Duration::from_secs(1),
             nodes: 1,
+            tls: false,
         }
     }
 }
@@ -112,6 +121,8 @@ pub struct Sim {
     clusters: RwLock<HashMap<String, Arc<Cluster>>>,
     base_url: RwLock<String>,
     reactor: Arc<workloads::Reactor>,
+    /// The CA of a TLS simulator, created on first use.
+    tls_ca: Mutex<Option<Arc<csr::ClusterCa>>>,
 }
 
 /// Compares `edge-2` before `edge-10`.
@@ -136,6 +147,7 @@ impl Sim {
             clusters: RwLock::new(HashMap::new()),
             base_url: RwLock::new(String::new()),
             reactor,
+            tls_ca: Mutex::new(None),
         })
     }
 
@@ -144,7 +156,7 @@ impl Sim {
         &self.options
     }
 
-    /// `http://host:port`, once listening.
+    /// `http://host:port` (`https://` with TLS), once listening.
     pub fn base_url(&self) -> String {
         self.base_url
             .read()
@@ -158,6 +170,31 @@ impl Sim {
             .base_url
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = url.into();
+    }
+
+    /// The base URL of a simulator listening on `address`: `https://` with TLS.
+    pub fn listen_url(&self, address: SocketAddr) -> String {
+        let scheme = if self.options.tls { "https" } else { "http" };
+        format!("{scheme}://{address}")
+    }
+
+    /// The CA of a TLS simulator (created on first use; `None` without TLS): it issues the
+    /// serving certificate, kubeconfigs carry it, and every cluster's CertificateSigningRequests
+    /// are signed by it.
+    pub fn tls_ca(&self) -> Result<Option<Arc<csr::ClusterCa>>, SimError> {
+        if !self.options.tls {
+            return Ok(None);
+        }
+        let mut shared = self
+            .tls_ca
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(ca) = shared.as_ref() {
+            return Ok(Some(ca.clone()));
+        }
+        let ca = Arc::new(csr::ClusterCa::new("sim")?);
+        *shared = Some(ca.clone());
+        Ok(Some(ca))
     }
 
     /// The API server URL of a cluster.
@@ -223,9 +260,22 @@ impl Sim {
     }
 
     /// A kubeconfig for `name`: one cluster, one context, a token user (any token works).
+    /// With TLS the cluster carries the CA as `certificate-authority-data`.
     pub fn kubeconfig(&self, name: &str) -> String {
+        let authority = match self.tls_ca() {
+            Ok(Some(ca)) => format!(
+                "    certificate-authority-data: {}\n",
+                STANDARD.encode(ca.certificate_pem())
+            ),
+            Ok(None) => String::new(),
+            Err(error) => {
+                // Clients will refuse the server rather than trust it blindly.
+                tracing::warn!(%error, cluster = name, "kubeconfig written without its CA");
+                String::new()
+            }
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\ncurrent-context: {name}\npreferences: {{}}\nusers:\n- name: {name}\n  user:\n    token: sim-token-{name}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n{authority}    server: {server}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\ncurrent-context: {name}\npreferences: {{}}\nusers:\n- name: {name}\n  user:\n    token: sim-token-{name}\n",
             server = self.server_url(name)
         )
     }
@@ -252,6 +302,7 @@ impl Sim {
         if !validation::is_dns1123_label(name) {
             return Err(SimError::InvalidClusterName(name.to_owned()));
         }
+        let shared_ca = self.tls_ca()?;
         {
             let mut clusters = self
                 .clusters
@@ -261,9 +312,13 @@ impl Sim {
                 return Err(SimError::ClusterExists(name.to_owned()));
             }
             let cluster = Arc::new_cyclic(|me| {
-                Cluster::new(name, self.options.watch_history).with_controllers(
-                    controllers::ClusterControllers::new(self.reactor.clone(), me.clone()),
-                )
+                let controllers =
+                    controllers::ClusterControllers::new(self.reactor.clone(), me.clone());
+                let controllers = match shared_ca {
+                    Some(ca) => controllers.with_ca(ca),
+                    None => controllers,
+                };
+                Cluster::new(name, self.options.watch_history).with_controllers(controllers)
             });
             clusters.insert(name.to_owned(), cluster);
         }
@@ -391,9 +446,10 @@ async fn kube_api(
     )
 }
 
-/// Serves the simulator on `listener` until `shutdown` completes. Sets the base URL from the
-/// listener's address (kubeconfigs are written as clusters are added once it is set; see
-/// [`Sim::write_kubeconfigs`] for clusters added before).
+/// Serves the simulator on `listener` until `shutdown` completes: plain HTTP, or HTTPS with
+/// [`SimOptions::tls`]. Sets the base URL from the listener's address (kubeconfigs are written
+/// as clusters are added once it is set; see [`Sim::write_kubeconfigs`] for clusters added
+/// before).
 pub async fn serve(
     listener: TcpListener,
     sim: Arc<Sim>,
@@ -403,19 +459,50 @@ pub async fn serve(
         address: "listener".into(),
         source,
     })?;
-    sim.set_base_url(format!("http://{address}"));
-    // The listener and middleware let a refused request drop its connection (see `faults`).
-    let app = router(sim).layer(axum::middleware::from_fn(faults::drop_refused_connections));
-    axum::serve(
-        faults::ConnectionListener::new(listener),
-        app.into_make_service_with_connect_info::<faults::ConnectionHandle>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|source| SimError::Serve {
+    sim.set_base_url(sim.listen_url(address));
+    let tls = tls_config(&sim, address)?;
+    serve_prepared(listener, address, sim, tls, shutdown).await
+}
+
+/// The TLS configuration for a simulator listening on `address` (`None` without TLS).
+fn tls_config(
+    sim: &Sim,
+    address: SocketAddr,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, SimError> {
+    sim.tls_ca()?
+        .map(|ca| tls::server_config(&ca, address))
+        .transpose()
+}
+
+async fn serve_prepared(
+    listener: TcpListener,
+    address: SocketAddr,
+    sim: Arc<Sim>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError> {
+    let serve_error = |source| SimError::Serve {
         address: address.to_string(),
         source,
-    })
+    };
+    // The listeners and middleware let a refused request drop its connection (see `faults`).
+    let app = router(sim).layer(axum::middleware::from_fn(faults::drop_refused_connections));
+    let connections = app.into_make_service_with_connect_info::<faults::ConnectionHandle>();
+    match tls {
+        Some(config) => {
+            let listener =
+                tls::TlsConnectionListener::new(listener, config).map_err(serve_error)?;
+            axum::serve(listener, connections)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(faults::ConnectionListener::new(listener), connections)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(serve_error)
 }
 
 /// A simulator serving in the background; dropping it stops the server.
@@ -423,7 +510,7 @@ pub async fn serve(
 pub struct RunningSim {
     /// The simulator (add or remove clusters, inspect state).
     pub sim: Arc<Sim>,
-    /// `http://host:port`.
+    /// `http://host:port` (`https://` with TLS).
     pub url: String,
     /// The bound address.
     pub address: SocketAddr,
@@ -454,7 +541,7 @@ impl Drop for RunningSim {
 }
 
 /// Binds `listen` (port 0 picks a free one), sets the base URL, writes kubeconfigs and serves
-/// in a background task.
+/// (HTTPS with [`SimOptions::tls`]) in a background task.
 pub async fn spawn(sim: Arc<Sim>, listen: SocketAddr) -> Result<RunningSim, SimError> {
     let listener = TcpListener::bind(listen)
         .await
@@ -466,13 +553,20 @@ pub async fn spawn(sim: Arc<Sim>, listen: SocketAddr) -> Result<RunningSim, SimE
         address: listen.to_string(),
         source,
     })?;
-    let url = format!("http://{address}");
+    let url = sim.listen_url(address);
     sim.set_base_url(url.clone());
+    let tls = tls_config(&sim, address)?;
     sim.write_kubeconfigs()?;
     let (shutdown, on_shutdown) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, sim.clone(), async move {
-        let _ = on_shutdown.await;
-    }));
+    let task = tokio::spawn(serve_prepared(
+        listener,
+        address,
+        sim.clone(),
+        tls,
+        async move {
+            let _ = on_shutdown.await;
+        },
+    ));
     Ok(RunningSim {
         sim,
         url,

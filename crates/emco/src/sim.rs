@@ -34,6 +34,10 @@ pub struct SimArgs {
     /// Simulated nodes per cluster (pods per DaemonSet).
     #[arg(long, default_value_t = 1)]
     nodes: u32,
+    /// Serve HTTPS with a throw-away CA; the kubeconfigs carry the CA
+    /// (`certificate-authority-data`), so clients verify the server.
+    #[arg(long)]
+    tls: bool,
 }
 
 impl SimArgs {
@@ -44,6 +48,7 @@ impl SimArgs {
             bookmark_interval: Duration::from_secs(self.bookmark_interval.max(1)),
             ready_after: self.ready_after,
             nodes: self.nodes,
+            tls: self.tls,
             ..SimOptions::default()
         };
         let sim = Sim::new(options);
@@ -51,14 +56,12 @@ impl SimArgs {
             .await
             .with_context(|| format!("binding {}", self.listen))?;
         let local = listener.local_addr()?;
-        sim.set_base_url(format!("http://{local}"));
+        let url = sim.listen_url(local);
+        sim.set_base_url(url.clone());
         sim.add_clusters(&self.prefix, self.clusters)
             .context("adding the clusters")?;
-        tracing::info!(address = %local, clusters = self.clusters, "simulated clusters serving");
-        println!(
-            "emco sim: {} clusters ready on http://{local}",
-            self.clusters
-        );
+        tracing::info!(%url, clusters = self.clusters, "simulated clusters serving");
+        println!("emco sim: {} clusters ready on {url}", self.clusters);
         emco_sim::serve(listener, sim, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -186,6 +186,9 @@ impl Link {
                 }
             };
             if matches!(error, ClusterError::UnknownKind { .. }) {
+                if let Request::DeleteIfServed(_) = request {
+                    return Ok(Reply::Deleted(Deleted::NotFound));
+                }
                 // A CRD applied moments ago may not be served yet, but not for ever.
                 unknown_kind_attempts += 1;
                 if unknown_kind_attempts >= self.config.unknown_kind_attempts {
@@ -219,6 +222,18 @@ impl Link {
     /// Deletes the object (retrying).
     pub async fn delete(&mut self, object: &PreparedObject) -> Result<Deleted, CallError> {
         match self.call(&Request::Delete(object)).await? {
+            Reply::Deleted(deleted) => Ok(deleted),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// Deletes the object (retrying), taking a kind the cluster does not serve as nothing to
+    /// delete (no object of it can exist there).
+    pub async fn delete_if_served(
+        &mut self,
+        object: &PreparedObject,
+    ) -> Result<Deleted, CallError> {
+        match self.call(&Request::DeleteIfServed(object)).await? {
             Reply::Deleted(deleted) => Ok(deleted),
             _ => Err(mismatch()),
         }
@@ -315,6 +330,7 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 enum Request<'a> {
     Apply(&'a Value),
     Delete(&'a PreparedObject),
+    DeleteIfServed(&'a PreparedObject),
     Get(&'a PreparedObject),
     List {
         api_version: &'a str,
@@ -334,7 +350,7 @@ impl Request<'_> {
     async fn send(&self, cluster: &dyn ClusterApi) -> Result<Reply, ClusterError> {
         Ok(match self {
             Request::Apply(object) => Reply::Object(cluster.apply(object).await?),
-            Request::Delete(object) => Reply::Deleted(
+            Request::Delete(object) | Request::DeleteIfServed(object) => Reply::Deleted(
                 cluster
                     .delete(
                         &object.api_version,

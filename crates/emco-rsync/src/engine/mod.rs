@@ -21,13 +21,17 @@
 //! Durability: the store layout is described in [`records`]. A record is written (in batches,
 //! see [`flush`]) before the step it describes counts as done, and applies are idempotent
 //! (server-side apply of objects with names fixed by the context), so a run interrupted anywhere
-//! converges when it is started again; hooks completed in the operation are not run again.
+//! converges when it is started again; hooks completed in the operation are not run again, and a
+//! hook applied in the operation (recorded right after its apply) is waited for again, never
+//! replaced by its `before-hook-creation` policy.
 //!
-//! Differences from Helm worth knowing: CRDs are deleted by terminate like the other objects
-//! (upstream EMCO deletes everything it applied; Helm never deletes CRDs); hook objects are not
-//! deleted by terminate unless their delete policy says so (as Helm); a failed pre-delete hook
-//! does not keep the app's objects from being deleted (Helm would stop), the run ends
-//! `TerminateFailed` naming the hook.
+//! Differences from Helm worth knowing: terminate deletes everything the hub applied, as upstream
+//! EMCO does: CRDs of a chart's templates like the other objects, and, once the post-delete hooks
+//! ran, every hook object of the app, install and delete hooks alike (`helm uninstall` keeps hooks
+//! without a delete policy). Objects marked to be kept on uninstall stay, as Helm keeps them:
+//! `helm.sh/resource-policy: keep`, and CRDs from a chart's `crds/` directory (the orchestrator
+//! marks those). A failed pre-delete hook does not keep the app's objects from being deleted (Helm
+//! would stop): the run ends `TerminateFailed` naming the hook.
 
 mod connector;
 mod flush;
@@ -145,6 +149,8 @@ pub struct Synchronizer {
     permits: Arc<Semaphore>,
     runs: Mutex<HashMap<String, RunHandle>>,
     next_run: AtomicU64,
+    /// Contexts loaded for runs and status queries.
+    contexts: run::ContextCache,
     me: Weak<Synchronizer>,
 }
 
@@ -176,6 +182,7 @@ impl Synchronizer {
             permits,
             runs: Mutex::new(HashMap::new()),
             next_run: AtomicU64::new(1),
+            contexts: run::ContextCache::new(run::CONTEXTS_CACHED),
             me: me.clone(),
         })
     }
@@ -461,18 +468,23 @@ impl Synchronizer {
         let stop_requested = self
             .stop_requested(context_id, op_entry.mod_revision)
             .await?;
-        let context = match run::load_context(self.store.as_ref(), context_id).await? {
-            Ok(context) => context,
-            Err(message) => {
-                return Err(SyncError::Context {
-                    id: context_id.to_owned(),
-                    message,
-                });
-            }
-        };
+        let context =
+            match run::load_context(self.store.as_ref(), &self.contexts, context_id).await? {
+                Ok(context) => context,
+                Err(message) => {
+                    return Err(SyncError::Context {
+                        id: context_id.to_owned(),
+                        message,
+                    });
+                }
+            };
         let prefix = records::app_cluster_prefix(context_id);
-        let mut app_clusters = HashMap::new();
-        for entry in self.store.list(&prefix).await? {
+        let listed = self.store.list(&prefix).await?;
+        let mut app_clusters = HashMap::with_capacity(listed.len());
+        // Records whose revision did not move since the last query are not parsed again.
+        let mut parsed_before = self.contexts.take_records(context_id);
+        let mut parsed = run::ParsedRecords::with_capacity(listed.len());
+        for entry in listed {
             let Some((app, cluster)) = entry
                 .key
                 .strip_prefix(&prefix)
@@ -483,9 +495,14 @@ impl Synchronizer {
             let Ok(cluster) = serde_json::from_value::<ClusterId>(cluster.into()) else {
                 continue;
             };
-            let record: AppClusterRecord = parse(&entry.key, &entry.value)?;
-            app_clusters.insert((app.to_owned(), cluster), record);
+            let record = match parsed_before.remove(&entry.key) {
+                Some((revision, record)) if revision == entry.mod_revision => record,
+                _ => Arc::new(parse::<AppClusterRecord>(&entry.key, &entry.value)?),
+            };
+            app_clusters.insert((app.to_owned(), cluster), record.clone());
+            parsed.insert(entry.key, (entry.mod_revision, record));
         }
+        self.contexts.keep_records(context_id, parsed);
         let prefix = records::cluster_prefix(context_id);
         let mut clusters = HashMap::new();
         for entry in self.store.list(&prefix).await? {

@@ -108,9 +108,17 @@ pub struct PreparedVariant {
     /// Non-hook objects to delete on terminate, in reverse install order, without the ones
     /// kept on uninstall.
     pub uninstall: Vec<usize>,
+    /// Hook objects to delete at the end of a terminate (after the post-delete hooks), in
+    /// reverse order, without the ones kept on uninstall.
+    pub hook_uninstall: Vec<usize>,
 }
 
 impl PreparedVariant {
+    /// Every object a terminate deletes: resources, then hooks.
+    pub fn to_delete(&self) -> impl Iterator<Item = usize> + '_ {
+        self.uninstall.iter().chain(&self.hook_uninstall).copied()
+    }
+
     /// Whether the object at `index` counts for the app's readiness (hooks do not).
     pub fn tracks_readiness(&self, index: usize) -> bool {
         self.objects
@@ -130,6 +138,7 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
         pre_delete: Vec::new(),
         post_delete: Vec::new(),
         uninstall: Vec::new(),
+        hook_uninstall: Vec::new(),
     };
     let mut hook_weights: Vec<(usize, i64)> = Vec::new();
     for (index, object) in objects.iter().enumerate() {
@@ -147,8 +156,11 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
                 Some(HookPolicy::from_policies(&object.delete_policies))
             }
         };
-        if hook.is_none() && !object.keep_on_uninstall {
-            prepared.uninstall.push(index);
+        if !object.keep_on_uninstall {
+            match hook {
+                None => prepared.uninstall.push(index),
+                Some(_) => prepared.hook_uninstall.push(index),
+            }
         }
         let runs_to_completion = matches!(
             (object.group(), object.kind.as_str()),
@@ -165,6 +177,7 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
         });
     }
     prepared.uninstall.reverse();
+    prepared.hook_uninstall.reverse();
     // Each event's hooks by weight; equal weights keep the variant's order (stable sort).
     hook_weights.sort_by_key(|(_, weight)| *weight);
     for (index, _) in hook_weights {
@@ -374,12 +387,22 @@ mod tests {
             ),
             kept,
             hook("cleanup", 0, delete, vec![DeletePolicy::HookFailed]),
+            {
+                let mut kept_hook = hook("kept-hook", 0, delete, vec![]);
+                kept_hook.keep_on_uninstall = true;
+                kept_hook
+            },
         ];
         let prepared = prepare(&objects, "l");
         assert_eq!(prepared.crds, [0]);
         assert_eq!(prepared.pre_install, [2, 1]);
         assert_eq!(prepared.post_install, [2, 1]);
-        assert_eq!(prepared.pre_delete, [5]);
+        assert_eq!(prepared.pre_delete, [5, 6]);
+        assert_eq!(
+            prepared.hook_uninstall,
+            [5, 2, 1],
+            "every hook but the kept one, reverse order"
+        );
         assert_eq!(prepared.resources, [3, 4]);
         assert_eq!(
             prepared.uninstall,

@@ -5,7 +5,7 @@
 //! | `rsync/op/{ctx}` | [`OpRecord`]: the operation asked for (instantiate or terminate) | the caller's own transaction ([`instantiate_ops`](super::Synchronizer::instantiate_ops) / [`terminate_ops`](super::Synchronizer::terminate_ops)); never by a run |
 //! | `rsync/status/{ctx}` | [`StatusRecord`]: the run status (`Instantiating` → `Instantiated`, ...) | the caller's transaction (the starting status), then the run |
 //! | `rsync/stop/{ctx}` | [`StopRecord`]: `stop` was asked for the operation of revision `opRev` | [`stop`](super::Synchronizer::stop); deleted by the next operation |
-//! | `rsync/ac/{ctx}/{app}/{provider+cluster}` | [`AppClusterRecord`]: per object deployed status and readiness, hooks run, connectivity | the cluster's worker, once per step (never once per object) |
+//! | `rsync/ac/{ctx}/{app}/{provider+cluster}` | [`AppClusterRecord`]: per object deployed status and readiness, hooks applied and completed, connectivity | the cluster's worker, once per step (never once per object; a hook's apply is one step) |
 //! | `rsync/cl/{ctx}/{provider+cluster}` | [`ClusterRecord`]: connectivity, written only when it flips between `Available` and `Retrying` | the cluster's worker |
 //!
 //! A run belongs to one operation, identified by the store revision that last wrote
@@ -13,8 +13,9 @@
 //! revision in the same transaction, so a run superseded by a newer operation (terminate after
 //! instantiate) or by [`forget_ops`](super::Synchronizer::forget_ops) can never overwrite the
 //! newer state: its first refused write ends it. App-cluster records carry the `opRev` that wrote
-//! them; a run treats the progress (`state`, hooks run) of a record from another operation as not
-//! begun, while keeping its object statuses as the starting point of what is on the cluster.
+//! them; a run treats the progress (`state`, hooks applied and run) of a record from another
+//! operation as not begun, while keeping its object statuses as the starting point of what is on
+//! the cluster.
 //!
 //! Status listing scans `rsync/status/` only (one key per context), never the per-cluster
 //! records.
@@ -196,6 +197,11 @@ pub struct AppClusterRecord {
     /// Hooks that completed in this operation (never run again by it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks_done: Vec<HookRun>,
+    /// Hooks applied in this operation that have not completed yet: a resumed run re-applies
+    /// such a hook and waits for the copy on the cluster instead of replacing it
+    /// (`before-hook-creation` is for copies left by earlier operations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks_applied: Vec<HookRun>,
     /// By index of the cluster's variant, in install order.
     pub objects: Vec<ObjectRecord>,
     /// Unix milliseconds when every object was applied.
@@ -212,6 +218,12 @@ pub struct AppClusterRecord {
 impl AppClusterRecord {
     pub fn hook_done(&self, event: HookEvent, index: usize) -> bool {
         self.hooks_done
+            .iter()
+            .any(|run| run.event == event && run.index as usize == index)
+    }
+
+    pub fn hook_applied(&self, event: HookEvent, index: usize) -> bool {
+        self.hooks_applied
             .iter()
             .any(|run| run.event == event && run.index as usize == index)
     }

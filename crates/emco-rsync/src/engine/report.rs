@@ -1,6 +1,7 @@
 //! The status of a context as the synchronizer's records tell it, for status queries.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use emco_core::appcontext::{AppContext, ClusterId};
 use emco_core::status::{self, AppContextStatus, Connectivity, DeployedStatus, Gvk, ReadyStatus};
@@ -142,13 +143,14 @@ pub struct Facts {
     pub stop_requested: bool,
     pub all_ready: bool,
     /// App-cluster records by `(app, cluster)`.
-    pub records: HashMap<(String, ClusterId), AppClusterRecord>,
+    pub records: HashMap<(String, ClusterId), Arc<AppClusterRecord>>,
     /// Cluster connectivity records.
     pub clusters: HashMap<ClusterId, ClusterRecord>,
 }
 
 /// The report of `context` from the synchronizer's records.
-pub fn build(context: &AppContext, mut facts: Facts) -> ContextReport {
+pub fn build(context: &AppContext, facts: Facts) -> ContextReport {
+    let none = AppClusterRecord::default();
     let apps = context
         .apps
         .iter()
@@ -161,9 +163,10 @@ pub fn build(context: &AppContext, mut facts: Facts) -> ContextReport {
                     let objects = app.objects_for(cluster).unwrap_or_default();
                     let record = facts
                         .records
-                        .remove(&(app.name.clone(), cluster.clone()))
-                        .filter(|record| record.objects.len() == objects.len());
-                    let record = record.unwrap_or_default();
+                        .get(&(app.name.clone(), cluster.clone()))
+                        .map(Arc::as_ref)
+                        .filter(|record| record.objects.len() == objects.len())
+                        .unwrap_or(&none);
                     let connectivity = facts
                         .clusters
                         .get(cluster)
@@ -196,7 +199,7 @@ pub fn build(context: &AppContext, mut facts: Facts) -> ContextReport {
                         cluster: cluster.clone(),
                         connectivity,
                         state: record.state,
-                        error: record.error,
+                        error: record.error.clone(),
                         applied_ms: record.applied_ms,
                         ready_ms: record.ready_ms,
                         resources,

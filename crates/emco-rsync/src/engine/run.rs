@@ -3,7 +3,7 @@
 //! releases the app to its clusters' workers once its dependencies are met; then writes the run
 //! status when every app-cluster reached its end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -97,24 +97,125 @@ async fn list_retrying(sync: &Synchronizer, prefix: &str) -> Vec<emco_store::Ent
     }
 }
 
-/// The context, or why it cannot be used.
+/// How many loaded contexts a synchronizer keeps (status queries of a few deployments at a
+/// time, and the runs going on).
+pub const CONTEXTS_CACHED: usize = 16;
+
+/// Parsed app-cluster records by key, with the store revision each was parsed at.
+pub type ParsedRecords = HashMap<String, (u64, Arc<AppClusterRecord>)>;
+
+struct CachedContext {
+    id: String,
+    meta_revision: u64,
+    context: Arc<AppContext>,
+    /// The records the last status query parsed (a record whose revision did not move is not
+    /// parsed again).
+    records: ParsedRecords,
+}
+
+/// Contexts loaded lately, each with the store revision of its `meta` key. A context is
+/// immutable once `meta` exists, so a cached one is good for as long as `meta` keeps that
+/// revision (a context deleted and stored again under the same id has a new one).
+pub struct ContextCache {
+    capacity: usize,
+    /// Least recently used first.
+    entries: Mutex<VecDeque<CachedContext>>,
+}
+
+impl ContextCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            entries: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<CachedContext>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, ctx: &str, meta_revision: u64) -> Option<Arc<AppContext>> {
+        let mut entries = self.lock();
+        let position = entries.iter().position(|entry| entry.id == ctx)?;
+        let entry = entries.remove(position)?;
+        if entry.meta_revision != meta_revision {
+            return None;
+        }
+        let context = entry.context.clone();
+        entries.push_back(entry);
+        Some(context)
+    }
+
+    fn insert(&self, ctx: &str, meta_revision: u64, context: Arc<AppContext>) {
+        let mut entries = self.lock();
+        entries.retain(|entry| entry.id != ctx);
+        if entries.len() >= self.capacity {
+            entries.pop_front();
+        }
+        entries.push_back(CachedContext {
+            id: ctx.to_owned(),
+            meta_revision,
+            context,
+            records: HashMap::new(),
+        });
+    }
+
+    /// Takes the records parsed for `ctx` last time (empty when none are kept).
+    pub fn take_records(&self, ctx: &str) -> ParsedRecords {
+        self.lock()
+            .iter_mut()
+            .find(|entry| entry.id == ctx)
+            .map(|entry| std::mem::take(&mut entry.records))
+            .unwrap_or_default()
+    }
+
+    /// Keeps `records` for the next status query of `ctx` (while its context is cached).
+    pub fn keep_records(&self, ctx: &str, records: ParsedRecords) {
+        if let Some(entry) = self.lock().iter_mut().find(|entry| entry.id == ctx) {
+            entry.records = records;
+        }
+    }
+
+    /// How many contexts are kept now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The context (from `cache` when its `meta` was not rewritten since), or why it cannot be used.
 pub async fn load_context(
     store: &dyn emco_store::Store,
+    cache: &ContextCache,
     ctx: &str,
-) -> Result<Result<AppContext, String>, SyncError> {
+) -> Result<Result<Arc<AppContext>, String>, SyncError> {
+    let missing = || format!("app context {ctx} is not stored (or incomplete)");
+    let meta_key = appcontext::meta_key(ctx);
+    let Some(meta) = store.get(&meta_key).await? else {
+        return Ok(Err(missing()));
+    };
+    if let Some(context) = cache.get(ctx, meta.mod_revision) {
+        return Ok(Ok(context));
+    }
     let entries = store.list(&appcontext::key_prefix(ctx)).await?;
-    Ok(
-        match appcontext::load(
-            ctx,
-            entries.into_iter().map(|entry| (entry.key, entry.value)),
-        ) {
-            Ok(context) => Ok(context),
-            Err(StorageError::MissingMeta { .. }) => {
-                Err(format!("app context {ctx} is not stored (or incomplete)"))
-            }
-            Err(error) => Err(error.to_string()),
-        },
-    )
+    let meta_revision = entries
+        .iter()
+        .find(|entry| entry.key == meta_key)
+        .map(|entry| entry.mod_revision);
+    let context = match appcontext::load(
+        ctx,
+        entries.into_iter().map(|entry| (entry.key, entry.value)),
+    ) {
+        Ok(context) => Arc::new(context),
+        Err(StorageError::MissingMeta { .. }) => return Ok(Err(missing())),
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    if let Some(revision) = meta_revision {
+        cache.insert(ctx, revision, context.clone());
+    }
+    Ok(Ok(context))
 }
 
 /// The record a run starts from: its own operation's progress, or only the object statuses of
@@ -165,7 +266,7 @@ async fn execute(
     let already_final = records::is_finished(status.status);
 
     let context = loop {
-        match load_context(sync.store.as_ref(), &ctx).await {
+        match load_context(sync.store.as_ref(), &sync.contexts, &ctx).await {
             Ok(Ok(context)) => break context,
             Ok(Err(reason)) => {
                 error!(ctx, %reason, "cannot run");
@@ -524,4 +625,106 @@ async fn wait_dependency(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+mod tests {
+    use emco_core::appcontext::{AppContextBuilder, AppInput, ContextObject, DigRef, Phase};
+    use emco_store::{Op, RedbStore, Store, Txn};
+    use serde_json::json;
+
+    use super::*;
+
+    fn context(id: &str, app: &str) -> AppContext {
+        let object = ContextObject {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "cm".into(),
+            namespace: Some("default".into()),
+            phase: Phase::Resource { order: 0 },
+            delete_policies: vec![],
+            keep_on_uninstall: false,
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}),
+        };
+        AppContextBuilder::new(
+            DigRef::new("p", "ca", "v1", "dig"),
+            1,
+            "2026-01-01T00:00:00Z",
+        )
+        .id(id)
+        .app(AppInput {
+            name: app.to_owned(),
+            dependencies: vec![],
+            clusters: [(ClusterId::new("p", "c"), None)].into(),
+            objects: vec![object],
+        })
+        .build()
+        .unwrap()
+    }
+
+    async fn store_context(store: &dyn Store, context: &AppContext) {
+        let ops = appcontext::encode(context)
+            .unwrap()
+            .into_iter()
+            .map(|(key, value)| Op::Put { key, value })
+            .collect();
+        store
+            .txn(Txn {
+                compares: vec![],
+                ops,
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn loaded_contexts_are_reused_until_stored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let cache = ContextCache::new(2);
+        assert_eq!(
+            load_context(&store, &cache, "a")
+                .await
+                .unwrap()
+                .unwrap_err(),
+            "app context a is not stored (or incomplete)"
+        );
+        store_context(&store, &context("a", "web")).await;
+        let first = load_context(&store, &cache, "a").await.unwrap().unwrap();
+        let again = load_context(&store, &cache, "a").await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "served from the cache");
+
+        // Deleted and stored again under the same id: the new one is loaded.
+        store
+            .txn(Txn {
+                compares: vec![],
+                ops: vec![Op::DeletePrefix {
+                    prefix: appcontext::key_prefix("a"),
+                }],
+            })
+            .await
+            .unwrap();
+        store_context(&store, &context("a", "db")).await;
+        let renewed = load_context(&store, &cache, "a").await.unwrap().unwrap();
+        assert_eq!(renewed.apps[0].name, "db");
+
+        // The least recently used one goes first.
+        store_context(&store, &context("b", "web")).await;
+        store_context(&store, &context("c", "web")).await;
+        load_context(&store, &cache, "b").await.unwrap().unwrap();
+        load_context(&store, &cache, "a").await.unwrap().unwrap();
+        load_context(&store, &cache, "c").await.unwrap().unwrap();
+        assert_eq!(cache.len(), 2);
+        // Parsed records are kept with their context, and go with it.
+        let record = Arc::new(AppClusterRecord::default());
+        cache.keep_records("a", [("k".to_owned(), (7, record.clone()))].into());
+        cache.keep_records("gone", [("k".to_owned(), (7, record))].into());
+        assert_eq!(cache.take_records("a")["k"].0, 7);
+        assert!(cache.take_records("a").is_empty(), "taken");
+        assert!(cache.take_records("gone").is_empty(), "not cached");
+        let entries = cache.lock();
+        let kept: Vec<&str> = entries.iter().map(|entry| entry.id.as_str()).collect();
+        assert_eq!(kept, ["a", "c"]);
+    }
 }

@@ -339,34 +339,48 @@ impl Worker {
             return Ok(());
         }
         let failed = |reason: String| format!("hook {} failed: {reason}", prepared.describe());
-        if policy.before_creation {
-            let deleted = self.delete(prepared).await.map_err(Halt::from)?;
-            if deleted == Deleted::Deleting {
-                let timeout = self.link.config().hook_timeout;
-                if !self.wait_gone(prepared, timeout).await? {
-                    return Err(Halt::Failed(failed(format!(
-                        "its previous copy was still being deleted after {timeout:?}"
-                    ))));
+        // Applied by this operation before the hub went down: the copy on the cluster is this
+        // operation's own, so it is waited for, not replaced.
+        let resumed = self.slots[index].record.hook_applied(event, hook);
+        if policy.before_creation && !resumed {
+            match self.delete(prepared).await {
+                Ok(Deleted::Deleting) => {
+                    let timeout = self.link.config().hook_timeout;
+                    if let Some(why) = self.wait_gone(prepared, timeout).await? {
+                        return Err(self.fail_hook(index, hook, why));
+                    }
                 }
+                Ok(Deleted::Gone | Deleted::NotFound) => {}
+                Err(CallError::Refused(reason)) => {
+                    return Err(self.fail_hook(
+                        index,
+                        hook,
+                        format!("deleting its previous copy: {reason}"),
+                    ));
+                }
+                Err(error) => return Err(error.into()),
             }
         }
         let applied = match self.link.apply(&prepared.object).await {
             Ok(applied) => applied,
-            Err(CallError::Refused(reason)) => {
-                self.slots[index].record.objects[hook] = ObjectRecord {
-                    deployed: DeployedStatus::Failed,
-                    ready: None,
-                    message: Some(reason.clone()),
-                };
-                return Err(Halt::Failed(failed(reason)));
-            }
+            Err(CallError::Refused(reason)) => return Err(self.fail_hook(index, hook, reason)),
             Err(error) => return Err(error.into()),
         };
-        self.slots[index].record.objects[hook] = ObjectRecord {
+        let record = &mut self.slots[index].record;
+        record.objects[hook] = ObjectRecord {
             deployed: DeployedStatus::Applied,
             ready: Some(ReadyStatus::NotReady),
             message: None,
         };
+        if !resumed {
+            // Durable before the wait: a hook completing while the hub is down must be found
+            // by the resumed run, not deleted and run again.
+            record.hooks_applied.push(HookRun {
+                event,
+                index: u32::try_from(hook).unwrap_or(u32::MAX),
+            });
+            self.write(index).await?;
+        }
         let outcome = if prepared.runs_to_completion {
             self.wait_complete(prepared, &applied).await?
         } else {
@@ -394,15 +408,30 @@ impl Worker {
         // Durable before the cleanup: once the hook's copy may be gone from the cluster, only
         // the record can tell a resumed run that the hook already ran.
         let record = &mut self.slots[index].record;
-        record.hooks_done.push(HookRun {
+        let run = HookRun {
             event,
             index: u32::try_from(hook).unwrap_or(u32::MAX),
-        });
+        };
+        record.hooks_applied.retain(|applied| *applied != run);
+        record.hooks_done.push(run);
         self.write(index).await?;
         if policy.delete_on_success {
             self.clean_up_hook(index, hook, prepared).await?;
         }
         Ok(())
+    }
+
+    /// Records the hook as failed for `reason` (what the cluster said) and returns the app's
+    /// failure.
+    fn fail_hook(&mut self, index: usize, hook: usize, reason: String) -> Halt {
+        let slot = &mut self.slots[index];
+        let describe = slot.variant.objects[hook].describe();
+        slot.record.objects[hook] = ObjectRecord {
+            deployed: DeployedStatus::Failed,
+            ready: None,
+            message: Some(reason.clone()),
+        };
+        Halt::Failed(format!("hook {describe} failed: {reason}"))
     }
 
     /// Deletes a finished hook's copy as its policy asks (best effort: the hook's own outcome
@@ -416,6 +445,8 @@ impl Worker {
         match self.delete(prepared).await {
             Ok(_) => {
                 let object = &mut self.slots[index].record.objects[hook];
+                // A hook removed by its policy after it completed keeps its readiness: it ran
+                // to the end, and status counts it with the app.
                 if object.deployed == DeployedStatus::Applied {
                     object.deployed = DeployedStatus::Deleted;
                 }
@@ -437,23 +468,28 @@ impl Worker {
         self.link.get(prepared).await
     }
 
-    /// Polls until the object is gone; `Ok(false)` when it is still there after `timeout`.
+    /// Polls until a hook's previous copy is gone; `Ok(Some(why))` when it is still there after
+    /// `timeout` or cannot be read.
     async fn wait_gone(
         &mut self,
         prepared: &PreparedObject,
         timeout: Duration,
-    ) -> Result<bool, Halt> {
+    ) -> Result<Option<String>, Halt> {
         let deadline = Instant::now() + timeout;
         let mut interval = self.link.config().ready_poll_initial;
         loop {
             match self.get(prepared).await {
-                Ok(None) => return Ok(true),
+                Ok(None) => return Ok(None),
                 Ok(Some(_)) => {}
-                Err(CallError::Refused(reason)) => return Err(Halt::Failed(reason)),
+                Err(CallError::Refused(reason)) => {
+                    return Ok(Some(format!("reading its previous copy: {reason}")));
+                }
                 Err(error) => return Err(error.into()),
             }
             if Instant::now() >= deadline {
-                return Ok(false);
+                return Ok(Some(format!(
+                    "its previous copy was still being deleted after {timeout:?}"
+                )));
             }
             self.link.pause(interval).await?;
             interval = (interval * 2).min(self.link.config().ready_poll_max);
@@ -733,7 +769,7 @@ impl Worker {
             match outcome {
                 Ok(problems) => {
                     let clean = problems.is_empty()
-                        && slot.variant.uninstall.iter().all(|&object| {
+                        && slot.variant.to_delete().all(|object| {
                             slot.record.objects[object].deployed == DeployedStatus::Deleted
                         });
                     slot.record.state = if clean {
@@ -772,19 +808,48 @@ impl Worker {
                 Err(other) => return Err(other),
             }
         }
+        self.delete_all(index, &variant.uninstall, false).await?;
+        for &hook in &variant.post_delete {
+            match self.run_hook(index, hook, HookEvent::PostDelete).await {
+                Ok(()) => {}
+                Err(Halt::Failed(reason)) => problems.push(reason),
+                Err(other) => return Err(other),
+            }
+        }
+        // Then every hook object, install and delete hooks alike: terminate leaves nothing the
+        // hub applied (as upstream EMCO; `helm uninstall` would keep hooks without a delete
+        // policy). A hook of a kind the cluster does not serve was never applied there.
+        self.delete_all(index, &variant.hook_uninstall, true)
+            .await?;
+        Ok(problems)
+    }
+
+    /// Deletes `objects` (in that order) and waits until they are gone, up to the delete
+    /// timeout; records each as Deleted, or Failed with the cluster's refusal or the timeout.
+    /// With `unserved_is_gone`, a kind the cluster does not serve counts as deleted.
+    async fn delete_all(
+        &mut self,
+        index: usize,
+        objects: &[usize],
+        unserved_is_gone: bool,
+    ) -> Result<(), Halt> {
+        let variant = self.slots[index].variant.clone();
+        let gone = ObjectRecord {
+            deployed: DeployedStatus::Deleted,
+            ready: None,
+            message: None,
+        };
         let mut deleting = Vec::new();
-        for &object in &variant.uninstall {
+        for &object in objects {
             let prepared = &variant.objects[object];
-            let result = self.delete(prepared).await;
+            let result = if unserved_is_gone {
+                self.link.delete_if_served(prepared).await
+            } else {
+                self.delete(prepared).await
+            };
             let record = &mut self.slots[index].record.objects[object];
             match result {
-                Ok(Deleted::Gone | Deleted::NotFound) => {
-                    *record = ObjectRecord {
-                        deployed: DeployedStatus::Deleted,
-                        ready: None,
-                        message: None,
-                    };
-                }
+                Ok(Deleted::Gone | Deleted::NotFound) => *record = gone.clone(),
                 Ok(Deleted::Deleting) => deleting.push(object),
                 Err(CallError::Refused(reason)) => {
                     *record = ObjectRecord {
@@ -805,13 +870,7 @@ impl Worker {
             for object in deleting {
                 let prepared = &variant.objects[object];
                 match self.get(prepared).await {
-                    Ok(None) => {
-                        self.slots[index].record.objects[object] = ObjectRecord {
-                            deployed: DeployedStatus::Deleted,
-                            ready: None,
-                            message: None,
-                        };
-                    }
+                    Ok(None) => self.slots[index].record.objects[object] = gone.clone(),
                     Ok(Some(_)) => still.push(object),
                     Err(CallError::Refused(reason)) => {
                         self.slots[index].record.objects[object].message = Some(reason);
@@ -831,14 +890,7 @@ impl Worker {
                 break;
             }
         }
-        for &hook in &variant.post_delete {
-            match self.run_hook(index, hook, HookEvent::PostDelete).await {
-                Ok(()) => {}
-                Err(Halt::Failed(reason)) => problems.push(reason),
-                Err(other) => return Err(other),
-            }
-        }
-        Ok(problems)
+        Ok(())
     }
 }
 
@@ -862,7 +914,7 @@ pub fn leftovers(app: &str, cluster: &ClusterId, slot: &Slot) -> Vec<String> {
     if let Some(error) = &slot.record.error {
         notes.push(format!("{app} on {cluster}: {error}"));
     }
-    for &object in &slot.variant.uninstall {
+    for object in slot.variant.to_delete() {
         let record = &slot.record.objects[object];
         if record.deployed != DeployedStatus::Deleted {
             let why = record.message.as_deref().unwrap_or("not deleted");
