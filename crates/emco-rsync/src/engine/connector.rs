@@ -42,26 +42,16 @@ pub fn kubeconfig_key(cluster: &ClusterId) -> String {
 /// itself. A kubeconfig that was itself uploaded base64-encoded (as some upstream scripts do) is
 /// decoded once more.
 pub fn kubeconfig_from_blob(blob: &[u8]) -> Result<Vec<u8>, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
     let contents = match serde_json::from_slice::<Vec<Value>>(blob) {
-        Ok(parts) => {
-            let part = parts
-                .iter()
-                .find(|part| part.get("field").and_then(Value::as_str) == Some("file"))
-                .or_else(|| (parts.len() == 1).then(|| &parts[0]))
-                .ok_or("the cluster has no `file` part (kubeconfig)")?;
-            let content = part
-                .get("content")
-                .and_then(Value::as_str)
-                .ok_or("the stored `file` part has no content")?;
-            b64.decode(content)
-                .map_err(|error| format!("the stored `file` part is not base64: {error}"))?
-        }
+        Ok(_) => emco_store::attachment::file_contents(blob).ok_or(
+            "the cluster has no `file` part (kubeconfig) with base64 content among its uploads",
+        )?,
         Err(_) => blob.to_vec(),
     };
     let text = String::from_utf8_lossy(&contents);
     let trimmed = text.trim();
     let looks_like_yaml = trimmed.contains(':') || trimmed.starts_with('{');
+    let b64 = base64::engine::general_purpose::STANDARD;
     if !looks_like_yaml && let Ok(decoded) = b64.decode(trimmed.replace(['\n', '\r'], "")) {
         return Ok(decoded);
     }
