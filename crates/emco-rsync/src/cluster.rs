@@ -519,15 +519,71 @@ impl KubeCluster {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(obj);
         let request = || self.built(collection.patch(name, &params, &patch));
-        match self.call(self.client.request::<Value>(request()?)).await {
+        let answer = match self
+            .call(self.client.request::<WithoutManagedFields>(request()?))
+            .await
+        {
             // A forced apply takes over conflicting fields, so a 409 is a race with another
             // writer (e.g. a resourceVersion in the object): one more try settles it.
             Err(error) if error.status_code() == Some(409) => {
                 debug!(cluster = %self.name, kind = %resolved.resource.kind, name, "apply conflicted; retrying once");
-                self.call(self.client.request::<Value>(request()?)).await
+                self.call(self.client.request::<WithoutManagedFields>(request()?))
+                    .await
             }
             result => result,
+        };
+        answer.map(|object| object.0)
+    }
+}
+
+/// An apply answer without `metadata.managedFields`: for a small object those are the bulk of
+/// the answer and nothing reads them, so they are skipped while parsing (no allocation) instead
+/// of being parsed and dropped.
+struct WithoutManagedFields(Value);
+
+impl<'de> serde::Deserialize<'de> for WithoutManagedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+        use serde_json::Map;
+
+        /// A map whose `managedFields` member (at this level only) is skipped.
+        struct Skipping {
+            skip_managed_fields: bool,
         }
+        impl<'de> Visitor<'de> for Skipping {
+            type Value = Map<String, Value>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Kubernetes object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if self.skip_managed_fields && key == "managedFields" {
+                        map.next_value::<IgnoredAny>()?;
+                    } else if !self.skip_managed_fields && key == "metadata" {
+                        let metadata = map.next_value::<Metadata>()?;
+                        out.insert(key, Value::Object(metadata.0));
+                    } else {
+                        out.insert(key, map.next_value::<Value>()?);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        struct Metadata(Map<String, Value>);
+        impl<'de> serde::Deserialize<'de> for Metadata {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_map(Skipping {
+                    skip_managed_fields: true,
+                })
+                .map(Metadata)
+            }
+        }
+        deserializer
+            .deserialize_map(Skipping {
+                skip_managed_fields: false,
+            })
+            .map(|map| WithoutManagedFields(Value::Object(map)))
     }
 }
 
@@ -651,6 +707,30 @@ impl ClusterApi for KubeCluster {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
+
+    #[test]
+    fn apply_answers_are_read_without_managed_fields() {
+        let answer = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "c",
+                "generation": 2,
+                "managedFields": [{"manager": "emco", "fieldsV1": {"f:data": {}}}],
+                "labels": {"managedFields": "a label may be called that"}
+            },
+            "data": {"managedFields": "so may a key"}
+        });
+        let parsed: WithoutManagedFields =
+            serde_json::from_slice(&serde_json::to_vec(&answer).unwrap()).unwrap();
+        let mut expected = answer.clone();
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        assert_eq!(parsed.0, expected);
+    }
+
     use super::*;
 
     fn api_error(code: u16, retry_after: Option<u64>) -> ClusterError {
