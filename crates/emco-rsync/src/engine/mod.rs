@@ -450,24 +450,9 @@ impl Synchronizer {
         &self,
         context_id: &str,
     ) -> Result<Option<ContextReport>, SyncError> {
-        let op_key = records::op_key(context_id);
-        let Some(op_entry) = self.store.get(&op_key).await? else {
+        let Some(run) = self.run_status(context_id).await? else {
             return Ok(None);
         };
-        let op: OpRecord = parse(&op_key, &op_entry.value)?;
-        let status_key = records::status_key(context_id);
-        let status = match self.store.get(&status_key).await? {
-            Some(entry) => parse::<StatusRecord>(&status_key, &entry.value)?,
-            None => StatusRecord {
-                status: op.op.running_status(),
-                message: None,
-                all_ready: false,
-                updated_ms: 0,
-            },
-        };
-        let stop_requested = self
-            .stop_requested(context_id, op_entry.mod_revision)
-            .await?;
         let context =
             match run::load_context(self.store.as_ref(), &self.contexts, context_id).await? {
                 Ok(context) => context,
@@ -518,11 +503,11 @@ impl Synchronizer {
         Ok(Some(report::build(
             &context,
             report::Facts {
-                op: op.op,
-                status: status.status,
-                message: status.message,
-                stop_requested,
-                all_ready: status.all_ready,
+                op: run.op,
+                status: run.status,
+                message: run.message,
+                stop_requested: run.stop_requested,
+                all_ready: run.all_ready,
                 records: app_clusters,
                 clusters,
             },
