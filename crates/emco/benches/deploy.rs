@@ -55,6 +55,10 @@ use emco_helm::{HelmConfig, HelmRenderer, RenderRequest, Renderer};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
+#[path = "support/proc_usage.rs"]
+mod proc_usage;
+use proc_usage::{Usage, usage};
+
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -761,42 +765,6 @@ async fn start_hub(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Memory and CPU of a process from `/proc/PID/status` and `/proc/PID/stat`.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    peak_rss_kib: u64,
-    rss_kib: u64,
-    cpu_seconds: f64,
-}
-
-fn usage(pid: u32) -> anyhow::Result<Usage> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |field: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("unreadable {line:?}"))
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let (_, after_name) = stat.rsplit_once(')').context("unreadable /proc/PID/stat")?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5): indices 11 and 12 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    Ok(Usage {
-        peak_rss_kib: kib("VmHWM:")?,
-        rss_kib: kib("VmRSS:")?,
-        // USER_HZ is 100 on every Linux ABI that Rust targets.
-        cpu_seconds: ticks as f64 / 100.0,
-    })
 }
 
 fn kib_to_mib(kib: u64) -> f64 {

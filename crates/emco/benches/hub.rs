@@ -20,6 +20,8 @@
 
 #[path = "../tests/conformance/hub.rs"]
 mod hub;
+#[path = "support/proc_usage.rs"]
+mod proc_usage;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -31,6 +33,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
 use hub::Hub;
+use proc_usage::{stat_fields, usage};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const PROVIDER: &str = "bench-provider";
@@ -597,13 +600,6 @@ async fn run_list(
     Ok((Stats::new(latencies, started.elapsed()), bytes))
 }
 
-/// What `/proc/PID/status` and `/proc/PID/stat` tell about the hub.
-struct HubUsage {
-    peak_rss_kib: u64,
-    current_rss_kib: u64,
-    cpu_seconds: f64,
-}
-
 /// The hub is our child: find it by parent pid and by the data directory on its command line.
 fn hub_pid(data_dir: &Path) -> anyhow::Result<u32> {
     let me = std::process::id();
@@ -640,38 +636,6 @@ fn hub_pid(data_dir: &Path) -> anyhow::Result<u32> {
 }
 
 /// The fields of `/proc/PID/stat` after the parenthesised command name (state is field 0).
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().collect())
-}
-
-fn hub_usage(pid: u32) -> anyhow::Result<HubUsage> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |field: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("unreadable {line:?}"))
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields = stat_fields(&stat).context("unreadable /proc/PID/stat")?;
-    // utime and stime are fields 14 and 15 of stat(5); index 11 and 12 after the command name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    // USER_HZ is 100 on every Linux ABI that Rust targets.
-    Ok(HubUsage {
-        peak_rss_kib: kib("VmHWM:")?,
-        current_rss_kib: kib("VmRSS:")?,
-        cpu_seconds: ticks as f64 / 100.0,
-    })
-}
-
 /// `du`-style size of a directory tree: (allocated bytes, apparent bytes).
 fn disk_usage(dir: &Path) -> anyhow::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -734,7 +698,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     ));
 
     // 1. Fill the store.
-    let cpu_before = hub_usage(pid)?.cpu_seconds;
+    let cpu_before = usage(pid)?.cpu_seconds;
     emit(&format!(
         "### Create ({total} resources)\n\n| kind                      {STATS_HEADER}"
     ));
@@ -757,12 +721,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let overall = Stats::merged(&create_stats);
     emit(&format!("| {:<25} | {} |\n\n", "**all**", overall.row()));
-    let cpu_create = hub_usage(pid)?.cpu_seconds - cpu_before;
+    let cpu_create = usage(pid)?.cpu_seconds - cpu_before;
 
     // 2. GET by name.
     let mut rng = XorShift64(config.seed);
     let sample = sample_indices(items.len(), config.get_samples, &mut rng);
-    let cpu_before = hub_usage(pid)?.cpu_seconds;
+    let cpu_before = usage(pid)?.cpu_seconds;
     let started = Instant::now();
     let latencies: Vec<Duration> =
         stream::iter(sample.iter().map(|&i| format!("{base}{}", items[i])))
@@ -774,7 +738,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .try_collect()
             .await?;
     let get_stats = Stats::new(latencies, started.elapsed());
-    let cpu_get = hub_usage(pid)?.cpu_seconds - cpu_before;
+    let cpu_get = usage(pid)?.cpu_seconds - cpu_before;
     emit(&format!(
         "### GET by name ({} random stored resources, seed {:#x})\n\n| request                   {STATS_HEADER}|---------------------------{STATS_RULE}| {:<25} | {} |\n\n",
         sample.len(),
@@ -804,7 +768,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             with_labels: true,
         },
     ];
-    let cpu_before = hub_usage(pid)?.cpu_seconds;
+    let cpu_before = usage(pid)?.cpu_seconds;
     let mut list_table = format!(
         "### List {} clusters ({} sequential runs each)\n\n| query             |   items | answer KiB |  p50 ms |  p99 ms |  max ms |\n|-------------------|--------:|-----------:|--------:|--------:|--------:|\n",
         shape.clusters, config.list_runs
@@ -824,10 +788,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     list_table.push('\n');
     emit(&list_table);
-    let cpu_list = hub_usage(pid)?.cpu_seconds - cpu_before;
+    let cpu_list = usage(pid)?.cpu_seconds - cpu_before;
 
     // 4. Footprint.
-    let usage = hub_usage(pid)?;
+    let usage = usage(pid)?;
     if let Some(exit) = hub.exit_status() {
         bail!(
             "the hub exited during the run ({exit}); its stderr:\n{}",
@@ -843,7 +807,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         mib(allocated),
         mib(apparent),
         usage.peak_rss_kib as f64 / 1024.0,
-        usage.current_rss_kib as f64 / 1024.0,
+        usage.rss_kib as f64 / 1024.0,
     ));
     drop(hub);
     Ok(())
