@@ -14,7 +14,7 @@ pub use input::{
     ReadyStatus, ResourceInput, StatusInput,
 };
 pub use query::{ListQuery, OutputLevel, StatusKind, StatusQuery, StatusQueryError};
-pub use render::render;
+pub use render::{Tally, render, render_summary};
 
 #[cfg(test)]
 mod tests;

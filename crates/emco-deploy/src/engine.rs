@@ -2,7 +2,9 @@
 //! is testable on its own and the synchronizer stays a separate crate.
 
 use async_trait::async_trait;
-use emco_core::status::{AppContextStatus, AppInput, ClusterInput, DeployedStatus, ResourceInput};
+use emco_core::status::{
+    AppContextStatus, AppInput, ClusterInput, DeployedStatus, ResourceInput, StatusQuery, Tally,
+};
 use emco_store::Op;
 
 use crate::DeployError;
@@ -14,6 +16,18 @@ pub struct RunReport {
     /// Per app and cluster what was recorded so far (apps, clusters or objects not yet touched
     /// may be missing: status fills them in as pending from the context).
     pub apps: Vec<AppInput>,
+}
+
+/// What a status summary needs of a context's run (see [`Engine::tally`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTally {
+    pub status: AppContextStatus,
+    /// Every app of the context.
+    pub apps: Vec<String>,
+    /// Every cluster of the context as `provider+cluster`.
+    pub clusters: std::collections::BTreeSet<String>,
+    /// The query's counts over the apps and clusters its filters select.
+    pub tally: Tally,
 }
 
 #[async_trait]
@@ -33,6 +47,44 @@ pub trait Engine: Send + Sync {
     async fn report(&self, context: &str) -> Result<Option<RunReport>, DeployError>;
     /// Just the run's status (cheap: no per-object facts).
     async fn run_status(&self, context: &str) -> Result<Option<AppContextStatus>, DeployError>;
+    /// The counts of a summary query ([`StatusQuery::is_plain_summary`]), `None` when the
+    /// synchronizer has no record of the context. By default counted over [`Engine::report`];
+    /// an engine that can count without building the report should.
+    async fn tally(
+        &self,
+        context: &str,
+        query: &StatusQuery,
+    ) -> Result<Option<RunTally>, DeployError> {
+        Ok(self.report(context).await?.map(|report| {
+            let mut tally = Tally::default();
+            for app in report
+                .apps
+                .iter()
+                .filter(|app| query.selects_app(&app.name))
+            {
+                for cluster in app
+                    .clusters
+                    .iter()
+                    .filter(|cluster| query.selects_cluster(&cluster.provider, &cluster.cluster))
+                {
+                    for resource in &cluster.resources {
+                        tally.add(query.kind, resource.deployed, resource.ready);
+                    }
+                }
+            }
+            RunTally {
+                status: report.status,
+                apps: report.apps.iter().map(|app| app.name.clone()).collect(),
+                clusters: report
+                    .apps
+                    .iter()
+                    .flat_map(|app| &app.clusters)
+                    .map(ClusterInput::qualified_name)
+                    .collect(),
+                tally,
+            }
+        }))
+    }
 }
 
 /// The real resource synchronizer behind [`Engine`].
@@ -71,6 +123,24 @@ impl Engine for SyncEngine {
             .await
             .map_err(sync_error)?
             .map(|run| run.status))
+    }
+
+    async fn tally(
+        &self,
+        context: &str,
+        query: &StatusQuery,
+    ) -> Result<Option<RunTally>, DeployError> {
+        Ok(self
+            .0
+            .context_tally(context, query)
+            .await
+            .map_err(sync_error)?
+            .map(|counted| RunTally {
+                status: counted.status,
+                apps: counted.apps,
+                clusters: counted.clusters,
+                tally: counted.tally,
+            }))
     }
 
     async fn report(&self, context: &str) -> Result<Option<RunReport>, DeployError> {

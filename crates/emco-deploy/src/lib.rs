@@ -36,7 +36,7 @@ use emco_store::{Op, Txn};
 use serde_json::Value;
 
 pub use controllers::{ActionController, ControllerSet, PlacementController};
-pub use engine::{Engine, RunReport, SyncEngine};
+pub use engine::{Engine, RunReport, RunTally, SyncEngine};
 
 /// Largest number of writes per transaction when storing a context (etcd allows 128).
 const OPS_PER_TXN: usize = 64;

@@ -61,6 +61,22 @@ pub(crate) async fn status(
         .context_to_load(query.instance.as_deref())
         .map_err(query_error)?
         .map(str::to_owned);
+    if let Some(id) = &selected
+        && query.is_plain_summary()
+        && let Some(counted) = deployer.engine.tally(id, &query).await?
+    {
+        // Counted from the synchronizer's records: no per-resource report to build.
+        if let Some(wanted) = query
+            .clusters
+            .iter()
+            .find(|wanted| !counted.clusters.contains(wanted.as_str()))
+        {
+            return Err(unknown_cluster(wanted));
+        }
+        let apps = counted.apps.iter().map(String::as_str);
+        return status::render_summary(&query, &input, counted.status, apps, &counted.tally)
+            .map_err(query_error);
+    }
     if let Some(id) = selected {
         // The synchronizer's report covers every object of the context; before it has a
         // record of the context (never, once instantiate returned) everything is pending.
@@ -91,9 +107,7 @@ fn check_filters(query: &StatusQuery, context: &ContextInput) -> Result<(), Depl
             .flat_map(|a| &a.clusters)
             .any(|c| c.qualified_name() == *wanted);
         if !known {
-            return Err(DeployError::NotFound(format!(
-                "cluster {wanted:?} has no app of this deployment intent group"
-            )));
+            return Err(unknown_cluster(wanted));
         }
     }
     for wanted in &query.resources {
@@ -110,6 +124,12 @@ fn check_filters(query: &StatusQuery, context: &ContextInput) -> Result<(), Depl
         }
     }
     Ok(())
+}
+
+fn unknown_cluster(wanted: &str) -> DeployError {
+    DeployError::NotFound(format!(
+        "cluster {wanted:?} has no app of this deployment intent group"
+    ))
 }
 
 fn gvk(api_version: &str, kind: &str) -> Gvk {

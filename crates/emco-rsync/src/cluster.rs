@@ -189,13 +189,92 @@ pub enum Deleted {
     NotFound,
 }
 
+/// A server-side apply made once and sent to any number of clusters: where the object goes and
+/// its JSON body, serialized once (the synchronizer sends one variant's objects to every
+/// cluster that gets the variant).
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    body: Vec<u8>,
+    wants_answer: bool,
+}
+
+impl ApplyRequest {
+    /// The apply of `obj`, whose answer is wanted; an object without `apiVersion`, `kind` or
+    /// `metadata.name` is refused.
+    pub fn new(obj: &Value) -> Result<Self, ClusterError> {
+        let missing = |what: &str| ClusterError::InvalidObject(format!("no {what}"));
+        let api_version = field(obj, "/apiVersion").ok_or_else(|| missing("apiVersion"))?;
+        let kind = field(obj, "/kind").ok_or_else(|| missing("kind"))?;
+        let name = field(obj, "/metadata/name").ok_or_else(|| missing("metadata.name"))?;
+        let body = serde_json::to_vec(obj)
+            .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
+        Ok(Self {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: field(obj, "/metadata/namespace").map(str::to_owned),
+            body,
+            wants_answer: true,
+        })
+    }
+
+    /// The apply of `obj` at the given coordinates (already known to the caller), answer
+    /// wanted.
+    pub fn at(
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+        obj: &Value,
+    ) -> Self {
+        Self {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            // Serializing a `Value` into memory cannot fail.
+            body: serde_json::to_vec(obj).unwrap_or_default(),
+            wants_answer: true,
+        }
+    }
+
+    /// Whether the caller reads the object as stored. Without, the answer is checked for
+    /// success and not parsed: most kinds need nothing from it, and reading every answer of
+    /// a large rollout costs the hub more than sending the objects.
+    pub fn with_answer(mut self, wants_answer: bool) -> Self {
+        self.wants_answer = wants_answer;
+        self
+    }
+
+    pub fn wants_answer(&self) -> bool {
+        self.wants_answer
+    }
+
+    /// The JSON body sent.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
 /// The cluster operations the synchronizer needs; a fake implements it in tests.
 #[async_trait]
 pub trait ClusterApi: Send + Sync {
     /// The cluster's name, for logs and errors.
     fn name(&self) -> &str;
+    /// Server-side applies a prepared request (field manager `emco`, forced); returns the
+    /// object as stored when the request asks for it ([`ApplyRequest::wants_answer`]).
+    async fn apply_request(&self, request: &ApplyRequest) -> Result<Option<Value>, ClusterError>;
     /// Server-side applies `obj` (field manager `emco`, forced); returns the object as stored.
-    async fn apply(&self, obj: &Value) -> Result<Value, ClusterError>;
+    async fn apply(&self, obj: &Value) -> Result<Value, ClusterError> {
+        let request = ApplyRequest::new(obj)?;
+        self.apply_request(&request)
+            .await?
+            .ok_or_else(|| ClusterError::InvalidObject("the apply had no answer".into()))
+    }
     /// Deletes an object (in the background for its dependents).
     async fn delete(
         &self,
@@ -507,32 +586,37 @@ impl KubeCluster {
         kube::core::Request::new(DynamicObject::url_path(&resolved.resource, namespace))
     }
 
-    /// One server-side apply (retried once on a conflict).
+    /// One server-side apply (retried once on a conflict); the answer when wanted.
     async fn patch(
         &self,
         resolved: &Resolved,
-        namespace: Option<&str>,
-        name: &str,
-        obj: &Value,
-    ) -> Result<Value, ClusterError> {
-        let collection = self.collection(resolved, namespace, false);
+        apply: &ApplyRequest,
+    ) -> Result<Option<Value>, ClusterError> {
+        let collection = self.collection(resolved, apply.namespace.as_deref(), false);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let patch = Patch::Apply(obj);
-        let request = || self.built(collection.patch(name, &params, &patch));
-        let answer = match self
-            .call(self.client.request::<WithoutManagedFields>(request()?))
-            .await
-        {
+        // kube builds the path, query and headers; the body is the one serialized in advance.
+        let request = || {
+            self.built(collection.patch(&apply.name, &params, &Patch::Apply(())))
+                .map(|request| request.map(|_| apply.body.clone()))
+        };
+        let answer = match self.call(self.client.request_text(request()?)).await {
             // A forced apply takes over conflicting fields, so a 409 is a race with another
             // writer (e.g. a resourceVersion in the object): one more try settles it.
             Err(error) if error.status_code() == Some(409) => {
-                debug!(cluster = %self.name, kind = %resolved.resource.kind, name, "apply conflicted; retrying once");
-                self.call(self.client.request::<WithoutManagedFields>(request()?))
-                    .await
+                debug!(cluster = %self.name, kind = %resolved.resource.kind, name = %apply.name, "apply conflicted; retrying once");
+                self.call(self.client.request_text(request()?)).await
             }
             result => result,
-        };
-        answer.map(|object| object.0)
+        }?;
+        if !apply.wants_answer {
+            return Ok(None);
+        }
+        serde_json::from_str::<WithoutManagedFields>(&answer)
+            .map(|object| Some(object.0))
+            .map_err(|error| ClusterError::Client {
+                cluster: self.name.clone(),
+                source: kube::Error::SerdeError(error),
+            })
     }
 }
 
@@ -599,23 +683,18 @@ impl ClusterApi for KubeCluster {
         &self.name
     }
 
-    async fn apply(&self, obj: &Value) -> Result<Value, ClusterError> {
-        let missing = |what: &str| ClusterError::InvalidObject(format!("no {what}"));
-        let api_version = field(obj, "/apiVersion").ok_or_else(|| missing("apiVersion"))?;
-        let kind = field(obj, "/kind").ok_or_else(|| missing("kind"))?;
-        let name = field(obj, "/metadata/name").ok_or_else(|| missing("metadata.name"))?;
-        let namespace = field(obj, "/metadata/namespace");
-        let resolved = self.resolve(api_version, kind).await?;
-        match self.patch(&resolved, namespace, name, obj).await {
+    async fn apply_request(&self, apply: &ApplyRequest) -> Result<Option<Value>, ClusterError> {
+        let resolved = self.resolve(&apply.api_version, &apply.kind).await?;
+        match self.patch(&resolved, apply).await {
             // An apply creates what is missing, so a 404 says the path itself is not served
             // (or the namespace is missing): a well-known guess is checked with discovery
             // once, which then has the last word for the group-version.
             Err(error)
                 if error.status_code() == Some(404) && resolved.source == Source::WellKnown =>
             {
-                debug!(cluster = %self.name, api_version, kind, "well-known kind not found; asking discovery");
-                let resolved = self.discover(api_version, kind).await?;
-                self.patch(&resolved, namespace, name, obj).await
+                debug!(cluster = %self.name, api_version = %apply.api_version, kind = %apply.kind, "well-known kind not found; asking discovery");
+                let resolved = self.discover(&apply.api_version, &apply.kind).await?;
+                self.patch(&resolved, apply).await
             }
             result => result,
         }
@@ -658,8 +737,11 @@ impl ClusterApi for KubeCluster {
         let resolved = self.resolve(api_version, kind).await?;
         let collection = self.collection(&resolved, namespace, false);
         let request = self.built(collection.get(name, &GetParams::default()))?;
-        match self.call(self.client.request::<Value>(request)).await {
-            Ok(object) => Ok(Some(object)),
+        match self
+            .call(self.client.request::<WithoutManagedFields>(request))
+            .await
+        {
+            Ok(object) => Ok(Some(object.0)),
             Err(error) if error.status_code() == Some(404) => Ok(None),
             Err(error) => Err(error),
         }
@@ -676,22 +758,18 @@ impl ClusterApi for KubeCluster {
         let collection = self.collection(&resolved, namespace, true);
         let params = ListParams::default().labels(label_selector);
         let request = self.built(collection.list(&params))?;
-        let mut listed: Value = self.call(self.client.request(request)).await?;
-        let items = match listed.get_mut("items").map(Value::take) {
-            Some(Value::Array(items)) => items,
-            Some(Value::Null) | None => Vec::new(),
-            Some(_) => {
-                return Err(ClusterError::Client {
-                    cluster: self.name.clone(),
-                    source: kube::Error::SerdeError(serde::de::Error::custom(format!(
-                        "a list of {kind} without an items array"
-                    ))),
-                });
-            }
-        };
-        Ok(items
+        /// A list answer: only its items matter, read without their managed fields (readiness
+        /// polls list every Deployment of an app, and those fields are most of each).
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            items: Option<Vec<WithoutManagedFields>>,
+        }
+        let listed: Listed = self.call(self.client.request(request)).await?;
+        Ok(listed
+            .items
+            .unwrap_or_default()
             .into_iter()
-            .map(|mut item| {
+            .map(|WithoutManagedFields(mut item)| {
                 // List items may come without their type (the list carries it); readiness
                 // rules need it.
                 if let Some(fields) = item.as_object_mut() {
@@ -809,6 +887,43 @@ mod tests {
                 }],
             },
         })
+    }
+
+    /// A request without answer applies all the same and returns nothing; errors still come
+    /// back; a request made from an object without a name is refused before anything is sent.
+    #[tokio::test]
+    async fn applies_without_answer_are_applied_and_still_checked() {
+        let (_running, cluster) = sim_cluster().await;
+        let mut config_map = object("v1", "ConfigMap", "quiet");
+        config_map["data"] = serde_json::json!({"k": "v"});
+        let apply = ApplyRequest::new(&config_map).unwrap().with_answer(false);
+        assert_eq!(cluster.apply_request(&apply).await.unwrap(), None);
+        let stored = cluster
+            .get("v1", "ConfigMap", Some("default"), "quiet")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored["data"]["k"], "v");
+        // Reads come without managed fields (nothing here reads them).
+        assert!(
+            stored["metadata"].get("managedFields").is_none(),
+            "{stored}"
+        );
+        assert_eq!(stored["metadata"]["name"], "quiet");
+        let listed = cluster.list("v1", "ConfigMap", None, "").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0]["metadata"].get("managedFields").is_none());
+        assert_eq!(listed[0]["kind"], "ConfigMap");
+
+        let bad = ApplyRequest::new(&object("v1", "ConfigMap", "Not_A_Name"))
+            .unwrap()
+            .with_answer(false);
+        let error = cluster.apply_request(&bad).await.unwrap_err();
+        assert_eq!(error.status_code(), Some(422), "{error}");
+
+        let nameless = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}});
+        let error = ApplyRequest::new(&nameless).unwrap_err();
+        assert!(error.to_string().contains("metadata.name"), "{error}");
     }
 
     /// The deploy bench's kinds (seven kinds in three group-versions) need no discovery on a

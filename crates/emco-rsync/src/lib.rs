@@ -6,10 +6,12 @@ pub mod cluster;
 pub mod engine;
 pub mod readiness;
 
-pub use cluster::{ClusterApi, ClusterError, ClusterOptions, Deleted, KubeCluster, Retry};
+pub use cluster::{
+    ApplyRequest, ClusterApi, ClusterError, ClusterOptions, Deleted, KubeCluster, Retry,
+};
 pub use engine::{
-    AppClusterState, AppReport, ClusterReport, Connector, ContextReport, DEPLOYMENT_ID_LABEL,
-    HookEvent, OpKind, ResourceReport, RunStatus, StoreConnector, SyncConfig, SyncError,
-    Synchronizer,
+    AppClusterState, AppReport, ClusterReport, Connector, ContextReport, ContextTally,
+    DEPLOYMENT_ID_LABEL, HookEvent, OpKind, ResourceReport, RunStatus, StoreConnector, SyncConfig,
+    SyncError, Synchronizer,
 };
 pub use readiness::{Readiness, readiness};

@@ -14,23 +14,46 @@ pub enum Readiness {
     Failed(String),
 }
 
+/// The workload kinds whose readiness is read from their status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    Pod,
+}
+
+fn workload(api_version: &str, kind: &str) -> Option<Workload> {
+    let group = api_version.split_once('/').map_or("", |(group, _)| group);
+    match (group, kind) {
+        ("apps" | "extensions", "Deployment") => Some(Workload::Deployment),
+        ("apps", "StatefulSet") => Some(Workload::StatefulSet),
+        ("apps" | "extensions", "DaemonSet") => Some(Workload::DaemonSet),
+        ("batch", "Job") => Some(Workload::Job),
+        ("", "Pod") => Some(Workload::Pod),
+        _ => None,
+    }
+}
+
+/// Whether readiness of this kind is read from the object's status. Objects of other kinds are
+/// ready once they exist, so the synchronizer need not read their apply answers.
+pub fn reads_status(api_version: &str, kind: &str) -> bool {
+    workload(api_version, kind).is_some()
+}
+
 /// The readiness of `obj` as read back from a cluster: Deployments when `Available` and
 /// observed at their generation, StatefulSets and DaemonSets when all replicas are ready, Jobs
 /// when complete, Pods when ready; other kinds as soon as they exist.
 pub fn readiness(obj: &Value) -> Readiness {
-    let group = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .and_then(|api_version| api_version.split_once('/'))
-        .map_or("", |(group, _)| group);
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-    match (group, kind) {
-        ("apps" | "extensions", "Deployment") => deployment(obj),
-        ("apps", "StatefulSet") => stateful_set(obj),
-        ("apps" | "extensions", "DaemonSet") => daemon_set(obj),
-        ("batch", "Job") => job(obj),
-        ("", "Pod") => pod(obj),
-        _ => Readiness::Ready,
+    let text = |key| obj.get(key).and_then(Value::as_str).unwrap_or_default();
+    match workload(text("apiVersion"), text("kind")) {
+        Some(Workload::Deployment) => deployment(obj),
+        Some(Workload::StatefulSet) => stateful_set(obj),
+        Some(Workload::DaemonSet) => daemon_set(obj),
+        Some(Workload::Job) => job(obj),
+        Some(Workload::Pod) => pod(obj),
+        None => Readiness::Ready,
     }
 }
 
@@ -294,6 +317,17 @@ mod tests {
             json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "x"}}),
         ] {
             assert_eq!(readiness(&obj), Readiness::Ready, "{obj}");
+            let text = |key: &str| obj[key].as_str().unwrap_or_default().to_owned();
+            assert!(!reads_status(&text("apiVersion"), &text("kind")), "{obj}");
+        }
+        for (api_version, kind) in [
+            ("apps/v1", "Deployment"),
+            ("extensions/v1beta1", "DaemonSet"),
+            ("apps/v1", "StatefulSet"),
+            ("batch/v1", "Job"),
+            ("v1", "Pod"),
+        ] {
+            assert!(reads_status(api_version, kind), "{kind}");
         }
     }
 }

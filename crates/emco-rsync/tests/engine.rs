@@ -149,6 +149,62 @@ async fn instantiates_two_apps_on_three_clusters_then_terminates() {
     assert_eq!(inputs.apps[0].clusters.len(), 3);
     assert_eq!(inputs.apps[0].clusters[0].resources.len(), 3);
     assert_eq!(inputs.apps[1].clusters[0].resources.len(), 4);
+    // Summaries are counted from the records without the report, with the same result.
+    for (pairs, expected) in [
+        (vec![("status", "deployed")], json!({"Applied": 21})),
+        (vec![("status", "ready")], json!({"Ready": 21})),
+        (
+            vec![("status", "deployed"), ("app", "web")],
+            json!({"Applied": 9}),
+        ),
+        (
+            vec![("status", "ready"), ("cluster", "prov+edge-2")],
+            json!({"Ready": 7}),
+        ),
+    ] {
+        let mut params: std::collections::HashMap<String, Vec<String>> = pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), vec![(*value).to_owned()]))
+            .collect();
+        params.insert("output".into(), vec!["summary".into()]);
+        let query = emco_core::status::StatusQuery::parse(&params).unwrap();
+        let counted = hub.sync.context_tally("c1", &query).await.unwrap().unwrap();
+        assert_eq!(counted.status, AppContextStatus::Instantiated);
+        assert_eq!(counted.apps, ["web", "db"]);
+        assert_eq!(counted.clusters.len(), 3);
+        let mut from_report = emco_core::status::Tally::default();
+        for app in inputs
+            .apps
+            .iter()
+            .filter(|app| query.selects_app(&app.name))
+        {
+            for cluster in app
+                .clusters
+                .iter()
+                .filter(|c| query.selects_cluster(&c.provider, &c.cluster))
+            {
+                for resource in &cluster.resources {
+                    from_report.add(query.kind, resource.deployed, resource.ready);
+                }
+            }
+        }
+        assert_eq!(counted.tally, from_report, "{pairs:?}");
+        let input = emco_core::status::StatusInput::default();
+        let rendered = emco_core::status::render_summary(
+            &query,
+            &input,
+            counted.status,
+            counted.apps.iter().map(String::as_str),
+            &counted.tally,
+        )
+        .unwrap();
+        let key = if pairs[0].1 == "ready" {
+            "readyCounts"
+        } else {
+            "deployedCounts"
+        };
+        assert_eq!(rendered[key], expected, "{pairs:?}");
+    }
 
     // On the clusters, labelled with {ctx}-{app}, pod templates too.
     for index in 1..=3 {

@@ -137,7 +137,20 @@ async fn applies_idempotently_reads_readiness_and_deletes() {
         stored["metadata"]["labels"]["emco/deployment-id"],
         "ctx-app"
     );
-    let managers: Vec<&str> = stored["metadata"]["managedFields"]
+    // The client reads objects without their managed fields; the cluster's copy has them.
+    assert!(stored["metadata"].get("managedFields").is_none());
+    let on_cluster: Value = {
+        let cluster = running.sim.cluster("edge-1").unwrap();
+        let state = cluster.lock();
+        let key = state
+            .store_keys()
+            .into_iter()
+            .find(|key| key.contains("configmaps"))
+            .unwrap();
+        let stored = &state.objects_of_key(&key).unwrap()[&("demo".into(), "settings".into())];
+        serde_json::from_slice(&stored.json).unwrap()
+    };
+    let managers: Vec<&str> = on_cluster["metadata"]["managedFields"]
         .as_array()
         .unwrap()
         .iter()

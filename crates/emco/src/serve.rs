@@ -53,6 +53,14 @@ pub struct ServeArgs {
     backoff_ms: u64,
     #[arg(long, env = "EMCO_MAX_BACKOFF_MS", default_value_t = 30_000)]
     max_backoff_ms: u64,
+    /// How long the synchronizer's record writes wait for company before committing, in
+    /// milliseconds (group commit: fewer fsyncs during large rollouts).
+    #[arg(long, env = "EMCO_RECORD_LINGER_MS", default_value_t = SyncConfig::default().record_linger.as_millis() as u64)]
+    record_linger_ms: u64,
+    /// First readiness poll of an applied app, in milliseconds after it was applied; later
+    /// polls back off (doubling) to 15 s.
+    #[arg(long, env = "EMCO_READY_POLL_MS", default_value_t = SyncConfig::default().ready_poll_initial.as_millis() as u64)]
+    ready_poll_ms: u64,
 }
 
 impl ServeArgs {
@@ -118,6 +126,8 @@ impl ServeArgs {
             max_concurrent_clusters: self.max_concurrent_clusters,
             backoff_initial: Duration::from_millis(self.backoff_ms),
             backoff_max: Duration::from_millis(self.max_backoff_ms.max(self.backoff_ms)),
+            record_linger: Duration::from_millis(self.record_linger_ms),
+            ready_poll_initial: Duration::from_millis(self.ready_poll_ms.max(1)),
             ..SyncConfig::default()
         };
         let synchronizer = Synchronizer::new(store, connector, config);

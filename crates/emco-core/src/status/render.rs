@@ -92,41 +92,11 @@ fn app_selected(query: &StatusQuery, app: &str) -> bool {
 
 fn cluster_selected(query: &StatusQuery, cluster: &ClusterInput) -> bool {
     // Compared part by part to spare an allocation per cluster at fleet scale.
-    query.clusters.is_empty()
-        || query.clusters.iter().any(|c| {
-            c.split_once('+') == Some((cluster.provider.as_str(), cluster.cluster.as_str()))
-        })
+    query.selects_cluster(&cluster.provider, &cluster.cluster)
 }
 
 fn resource_selected(query: &StatusQuery, resource: &ResourceInput) -> bool {
     query.resources.is_empty() || query.resources.contains(&resource.name)
-}
-
-/// Whether the resource appears for this kind of query: deployed queries show what the
-/// synchronizer handled, ready queries also what only the cluster reports.
-fn resource_visible(kind: StatusKind, resource: &ResourceInput) -> bool {
-    resource.deployed.is_some() || (kind.reports_readiness() && resource.ready.is_some())
-}
-
-/// The status label of one resource for this query, counted into `deployed` or `ready`.
-fn resource_label(
-    kind: StatusKind,
-    resource: &ResourceInput,
-    deployed: &mut Counts,
-    ready: &mut Counts,
-) -> &'static str {
-    let label = if kind.reports_readiness() {
-        resource.ready.map_or(NOT_PRESENT, ready_label)
-    } else {
-        resource.deployed.map_or("Pending", deployed_label)
-    };
-    let counts = if kind.reports_readiness() {
-        ready
-    } else {
-        deployed
-    };
-    *counts.entry(label).or_default() += 1;
-    label
 }
 
 /// Upstream's group-level `readyStatus`: `Ready` when nothing is NotReady or NotPresent (ready
@@ -183,37 +153,64 @@ fn counts_json(counts: &Counts) -> Value {
 }
 
 fn render_status(query: &StatusQuery, input: &StatusInput) -> Result<Value, StatusQueryError> {
+    let Some(context) = &input.context else {
+        return Ok(Value::Object(status_head(input)));
+    };
+    check_apps(
+        query,
+        input,
+        context.apps.iter().map(|app| app.name.as_str()),
+    )?;
+    let mut tally = Tally::default();
+    let apps = status_tree(query, context, &mut tally);
+    Ok(status_body(query, input, context.status, &tally, apps))
+}
+
+/// `digId`, the identity and `states`.
+fn status_head(input: &StatusInput) -> Map<String, Value> {
     // `digId` precedes the identity: upstream's tag `json:"digId",omitempty` is malformed, so
     // its omitempty never applies.
     let mut map = Map::new();
     map.insert("digId".to_owned(), Value::from(input.dig_id.as_str()));
     map.extend(identity(input));
     map.insert("states".to_owned(), states(input));
-    let Some(context) = &input.context else {
-        return Ok(Value::Object(map));
-    };
-    if let Some(unknown) = query
+    map
+}
+
+/// Refuses an `app=` filter naming an app the context lacks, as upstream does.
+fn check_apps<'a>(
+    query: &StatusQuery,
+    input: &StatusInput,
+    apps: impl Iterator<Item = &'a str> + Clone,
+) -> Result<(), StatusQueryError> {
+    match query
         .apps
         .iter()
-        .find(|app| !context.apps.iter().any(|a| a.name == **app))
+        .find(|wanted| !apps.clone().any(|app| app == wanted.as_str()))
     {
-        return Err(StatusQueryError::UnknownApp {
+        Some(unknown) => Err(StatusQueryError::UnknownApp {
             app: unknown.clone(),
             composite_app: input.composite_app.clone(),
-        });
+        }),
+        None => Ok(()),
     }
+}
 
-    let mut deployed_counts = Counts::new();
-    let mut ready_counts = Counts::new();
-    let apps = status_tree(query, context, &mut deployed_counts, &mut ready_counts);
-
+fn status_body(
+    query: &StatusQuery,
+    input: &StatusInput,
+    context_status: super::AppContextStatus,
+    tally: &Tally,
+    apps: Vec<Value>,
+) -> Value {
+    let mut map = status_head(input);
     let status_key = if query.kind.is_legacy() {
         "status"
     } else {
         "deployedStatus"
     };
-    map.insert(status_key.to_owned(), json!(context.status));
-    if let Some(ready) = group_ready_status(query.kind, &ready_counts) {
+    map.insert(status_key.to_owned(), json!(context_status));
+    if let Some(ready) = group_ready_status(query.kind, &tally.ready) {
         map.insert("readyStatus".to_owned(), Value::from(ready));
     }
     let (deployed_key, ready_key) = if query.kind.is_legacy() {
@@ -221,7 +218,7 @@ fn render_status(query: &StatusQuery, input: &StatusInput) -> Result<Value, Stat
     } else {
         ("deployedCounts", "readyCounts")
     };
-    for (key, counts) in [(deployed_key, &deployed_counts), (ready_key, &ready_counts)] {
+    for (key, counts) in [(deployed_key, &tally.deployed), (ready_key, &tally.ready)] {
         if !counts.is_empty() {
             map.insert(key.to_owned(), counts_json(counts));
         }
@@ -229,17 +226,110 @@ fn render_status(query: &StatusQuery, input: &StatusInput) -> Result<Value, Stat
     if !apps.is_empty() {
         map.insert("apps".to_owned(), Value::Array(apps));
     }
-    Ok(Value::Object(map))
+    Value::Object(map)
+}
+
+/// The counts of a status query, gathered resource by resource: what a summary shows. A
+/// caller holding the facts in another shape (the synchronizer's records) can count them
+/// without building [`ResourceInput`]s, and render with [`render_summary`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    deployed: Counts,
+    ready: Counts,
+}
+
+impl Tally {
+    /// Counts one resource selected by the query's app and cluster filters.
+    pub fn add(
+        &mut self,
+        kind: StatusKind,
+        deployed: Option<super::DeployedStatus>,
+        ready: Option<ReadyStatus>,
+    ) {
+        let resource = Facts { deployed, ready };
+        if resource.visible(kind) {
+            resource.label(kind, self);
+        }
+    }
+}
+
+/// What counting needs of a resource.
+struct Facts {
+    deployed: Option<super::DeployedStatus>,
+    ready: Option<ReadyStatus>,
+}
+
+impl Facts {
+    fn of(resource: &ResourceInput) -> Self {
+        Self {
+            deployed: resource.deployed,
+            ready: resource.ready,
+        }
+    }
+
+    /// Whether the resource appears for this kind of query: deployed queries show what the
+    /// synchronizer handled, ready queries also what only the cluster reports.
+    fn visible(&self, kind: StatusKind) -> bool {
+        self.deployed.is_some() || (kind.reports_readiness() && self.ready.is_some())
+    }
+
+    /// The status label of the resource for this query, counted into the tally.
+    fn label(&self, kind: StatusKind, tally: &mut Tally) -> &'static str {
+        let (label, counts) = if kind.reports_readiness() {
+            (
+                self.ready.map_or(NOT_PRESENT, ready_label),
+                &mut tally.ready,
+            )
+        } else {
+            (
+                self.deployed.map_or("Pending", deployed_label),
+                &mut tally.deployed,
+            )
+        };
+        *counts.entry(label).or_default() += 1;
+        label
+    }
+}
+
+/// A summary (`output=summary`, no `resource=` filter, not a list query) from counts made
+/// with [`Tally::add`] over the resources of the selected apps and clusters; the same answer
+/// [`render`] gives over the full facts. `apps` are the context's app names, for the check of
+/// `app=` filters.
+pub fn render_summary<'a>(
+    query: &StatusQuery,
+    input: &StatusInput,
+    context_status: super::AppContextStatus,
+    apps: impl Iterator<Item = &'a str> + Clone,
+    tally: &Tally,
+) -> Result<Value, StatusQueryError> {
+    check_apps(query, input, apps)?;
+    Ok(status_body(query, input, context_status, tally, Vec::new()))
+}
+
+impl StatusQuery {
+    /// Whether [`render_summary`] answers this query.
+    pub fn is_plain_summary(&self) -> bool {
+        self.output == OutputLevel::Summary && self.list.is_none() && self.resources.is_empty()
+    }
+
+    /// Whether the `app=` filters select `app`.
+    pub fn selects_app(&self, app: &str) -> bool {
+        app_selected(self, app)
+    }
+
+    /// Whether the `cluster=` filters select the cluster.
+    pub fn selects_cluster(&self, provider: &str, cluster: &str) -> bool {
+        self.clusters.is_empty()
+            || self
+                .clusters
+                .iter()
+                .any(|c| c.split_once('+') == Some((provider, cluster)))
+    }
 }
 
 /// Counts every selected resource and, unless the output is a summary, builds upstream's
 /// `[]AppStatus`; clusters and apps left without resources by the filters are dropped.
-fn status_tree(
-    query: &StatusQuery,
-    context: &ContextInput,
-    deployed_counts: &mut Counts,
-    ready_counts: &mut Counts,
-) -> Vec<Value> {
+fn status_tree(query: &StatusQuery, context: &ContextInput, tally: &mut Tally) -> Vec<Value> {
     let build = query.output != OutputLevel::Summary;
     let mut apps = Vec::new();
     for app in context.apps.iter().filter(|a| app_selected(query, &a.name)) {
@@ -250,9 +340,9 @@ fn status_tree(
             for resource in cluster
                 .resources
                 .iter()
-                .filter(|r| resource_visible(query.kind, r) && resource_selected(query, r))
+                .filter(|r| Facts::of(r).visible(query.kind) && resource_selected(query, r))
             {
-                let label = resource_label(query.kind, resource, deployed_counts, ready_counts);
+                let label = Facts::of(resource).label(query.kind, tally);
                 resource_count += 1;
                 if build {
                     resources.push(resource_json(query, resource, label));
@@ -329,7 +419,7 @@ fn render_resources_by_app(query: &StatusQuery, input: &StatusInput) -> Value {
             let resources: Vec<Value> = cluster
                 .resources
                 .iter()
-                .filter(|r| resource_visible(query.kind, r))
+                .filter(|r| Facts::of(r).visible(query.kind))
                 .map(|r| json!({ "name": r.name, "GVK": gvk_json(&r.gvk) }))
                 .collect();
             let mut entry = Map::new();

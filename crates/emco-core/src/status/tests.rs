@@ -586,3 +586,50 @@ fn summary_at_fleet_scale() {
         start.elapsed()
     );
 }
+
+/// The summary counted without building the tree (as the synchronizer does) is the answer
+/// `render` gives, for every kind of status, with and without app and cluster filters.
+#[test]
+fn summaries_from_a_tally_match_the_full_render() {
+    let input = fixture();
+    let context = input.context.as_ref().unwrap();
+    for filters in [
+        vec![],
+        vec![("app", "sink")],
+        vec![("cluster", "p+edge01")],
+        vec![("app", "nosuchApp")],
+    ] {
+        for kind in [
+            ("status", "deployed"),
+            ("status", "ready"),
+            ("type", "rsync"),
+            ("type", "cluster"),
+        ] {
+            let mut pairs = vec![kind, ("output", "summary")];
+            pairs.extend(filters.iter().copied());
+            let query = query(&pairs);
+            assert!(query.is_plain_summary());
+            let mut tally = Tally::default();
+            for app in context.apps.iter().filter(|a| query.selects_app(&a.name)) {
+                for cluster in app
+                    .clusters
+                    .iter()
+                    .filter(|c| query.selects_cluster(&c.provider, &c.cluster))
+                {
+                    for resource in &cluster.resources {
+                        tally.add(query.kind, resource.deployed, resource.ready);
+                    }
+                }
+            }
+            let apps = context.apps.iter().map(|a| a.name.as_str());
+            assert_eq!(
+                render_summary(&query, &input, context.status, apps, &tally),
+                render(&query, &input),
+                "{pairs:?}"
+            );
+        }
+    }
+    assert!(!query(&[("output", "all")]).is_plain_summary());
+    assert!(!query(&[("output", "summary"), ("resource", "x")]).is_plain_summary());
+    assert!(!query(&[("output", "summary"), ("apps", "")]).is_plain_summary());
+}

@@ -76,8 +76,10 @@ pub struct StoreConnector {
     cache: Mutex<(u64, HashMap<ClusterId, Cached>)>,
 }
 
-/// Clients kept by default: a few times the default concurrency bound.
-pub const DEFAULT_CLIENT_CAPACITY: usize = 256;
+/// Clients kept by default: enough that the clusters of a large rollout are still cached when
+/// their readiness is polled (building a client parses the kubeconfig, a cost that showed in
+/// profiles when 256 were kept for 1,000 clusters).
+pub const DEFAULT_CLIENT_CAPACITY: usize = 1024;
 
 impl StoreConnector {
     pub fn new(store: Arc<dyn Store>, options: ClusterOptions) -> Self {

@@ -18,7 +18,7 @@ use super::records::{self, ClusterRecord};
 use serde_json::Value;
 
 use super::prepare::PreparedObject;
-use crate::cluster::{ClusterApi, ClusterError, Deleted, Retry};
+use crate::cluster::{ApplyRequest, ClusterApi, ClusterError, Deleted, Retry};
 
 /// Why a call gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +113,11 @@ impl Link {
     pub fn release(&mut self) {
         self.permit = None;
         self.client = None;
+    }
+
+    /// Gives the slot back, keeping the client (the worker is about to wait for its records).
+    pub fn release_slot(&mut self) {
+        self.permit = None;
     }
 
     /// Sleeps without holding a slot; `Err(Stopped)` as soon as `stop` is asked for.
@@ -211,9 +216,10 @@ impl Link {
         }
     }
 
-    /// Server-side applies `object` (retrying); returns it as stored.
-    pub async fn apply(&mut self, object: &Value) -> Result<Value, CallError> {
-        match self.call(&Request::Apply(object)).await? {
+    /// Server-side applies a prepared object (retrying); returns it as stored when the request
+    /// asks for the answer.
+    pub async fn apply(&mut self, apply: &ApplyRequest) -> Result<Option<Value>, CallError> {
+        match self.call(&Request::Apply(apply)).await? {
             Reply::Object(value) => Ok(value),
             _ => Err(mismatch()),
         }
@@ -328,7 +334,7 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// A request to a cluster (an enum rather than closures: the futures must be `Send` for every
 /// borrow, which async closures cannot yet promise).
 enum Request<'a> {
-    Apply(&'a Value),
+    Apply(&'a ApplyRequest),
     Delete(&'a PreparedObject),
     DeleteIfServed(&'a PreparedObject),
     Get(&'a PreparedObject),
@@ -340,7 +346,7 @@ enum Request<'a> {
 }
 
 enum Reply {
-    Object(Value),
+    Object(Option<Value>),
     Deleted(Deleted),
     Found(Option<Value>),
     Listed(Vec<Value>),
@@ -349,7 +355,7 @@ enum Reply {
 impl Request<'_> {
     async fn send(&self, cluster: &dyn ClusterApi) -> Result<Reply, ClusterError> {
         Ok(match self {
-            Request::Apply(object) => Reply::Object(cluster.apply(object).await?),
+            Request::Apply(apply) => Reply::Object(cluster.apply_request(apply).await?),
             Request::Delete(object) | Request::DeleteIfServed(object) => Reply::Deleted(
                 cluster
                     .delete(

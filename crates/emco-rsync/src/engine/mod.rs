@@ -47,8 +47,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use emco_core::appcontext::ClusterId;
-use emco_core::status::AppContextStatus;
+use emco_core::appcontext::{AppContext, ClusterId};
+use emco_core::status::{AppContextStatus, DeployedStatus, StatusQuery, Tally};
 use emco_store::{Compare, Op, Store, Txn};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
@@ -88,6 +88,10 @@ pub struct SyncConfig {
     pub unknown_kind_attempts: u32,
     /// Pause before retrying a failed store read or write.
     pub store_retry: Duration,
+    /// How long a run's record transaction waits after its first write for more (group
+    /// commit: fewer fsyncs, at the price of this much latency for steps that wait for their
+    /// record, such as hooks and dependent apps).
+    pub record_linger: Duration,
 }
 
 impl Default for SyncConfig {
@@ -103,6 +107,7 @@ impl Default for SyncConfig {
             call_timeout: Duration::from_secs(60),
             unknown_kind_attempts: 8,
             store_retry: Duration::from_secs(1),
+            record_linger: Duration::from_millis(5),
         }
     }
 }
@@ -119,6 +124,20 @@ pub enum SyncError {
     /// The run's operation was replaced (or forgotten) while it ran.
     #[error("the operation was superseded")]
     Superseded,
+}
+
+/// App-cluster records by `(app, cluster)`.
+type AppClusterRecords = HashMap<(String, ClusterId), Arc<AppClusterRecord>>;
+
+/// What a status summary needs of a context: see [`Synchronizer::context_tally`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextTally {
+    pub status: AppContextStatus,
+    /// Every app of the context, in its order.
+    pub apps: Vec<String>,
+    /// Every cluster of the context as `provider+cluster` (for `cluster=` filter checks).
+    pub clusters: std::collections::BTreeSet<String>,
+    pub tally: Tally,
 }
 
 /// A context's run status alone (see [`ContextReport`] for the details).
@@ -444,12 +463,12 @@ impl Synchronizer {
         }))
     }
 
-    /// The run status of `context_id` and, per app and cluster, what was done; `None` when no
-    /// operation was ever recorded for it.
-    pub async fn context_status(
+    /// The run status, the context and its app-cluster records by `(app, cluster)`; `None`
+    /// when no operation was ever recorded for the context.
+    async fn read_records(
         &self,
         context_id: &str,
-    ) -> Result<Option<ContextReport>, SyncError> {
+    ) -> Result<Option<(RunStatus, Arc<AppContext>, AppClusterRecords)>, SyncError> {
         let Some(run) = self.run_status(context_id).await? else {
             return Ok(None);
         };
@@ -488,6 +507,76 @@ impl Synchronizer {
             parsed.insert(entry.key, (entry.mod_revision, record));
         }
         self.contexts.keep_records(context_id, parsed);
+        Ok(Some((run, context, app_clusters)))
+    }
+
+    /// The counts a status summary shows for `query` (its `app=` and `cluster=` filters
+    /// apply), made from the records without building the per-resource report: a summary
+    /// polled during a large rollout stays cheap. `None` when no operation was ever recorded
+    /// for the context.
+    pub async fn context_tally(
+        &self,
+        context_id: &str,
+        query: &StatusQuery,
+    ) -> Result<Option<ContextTally>, SyncError> {
+        let Some((run, context, app_clusters)) = self.read_records(context_id).await? else {
+            return Ok(None);
+        };
+        let mut tally = Tally::default();
+        for app in context
+            .apps
+            .iter()
+            .filter(|app| query.selects_app(&app.name))
+        {
+            for cluster in app
+                .clusters
+                .keys()
+                .filter(|cluster| query.selects_cluster(&cluster.provider, &cluster.cluster))
+            {
+                let objects = app.objects_for(cluster).map_or(0, <[_]>::len);
+                let key = (app.name.clone(), cluster.clone());
+                // As in the full report: a record that does not match the context's objects
+                // counts as nothing done yet.
+                match app_clusters
+                    .get(&key)
+                    .filter(|record| record.objects.len() == objects)
+                {
+                    Some(record) => {
+                        for object in &record.objects {
+                            tally.add(query.kind, Some(object.deployed), object.ready);
+                        }
+                    }
+                    None => {
+                        for _ in 0..objects {
+                            tally.add(query.kind, Some(DeployedStatus::Pending), None);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(ContextTally {
+            status: run.status,
+            apps: context.apps.iter().map(|app| app.name.clone()).collect(),
+            clusters: context
+                .apps
+                .iter()
+                .flat_map(|app| app.clusters.keys())
+                .map(|cluster| format!("{}+{}", cluster.provider, cluster.cluster))
+                .collect(),
+            tally,
+        }))
+    }
+
+    /// The run status of `context_id` and, per app and cluster, what was done; `None` when no
+    /// operation was ever recorded for it.
+    pub async fn context_status(
+        &self,
+        context_id: &str,
+    ) -> Result<Option<ContextReport>, SyncError> {
+        let Some((run, context, app_clusters)) = self.read_records(context_id).await? else {
+            return Ok(None);
+        };
+
         let prefix = records::cluster_prefix(context_id);
         let mut clusters = HashMap::new();
         for entry in self.store.list(&prefix).await? {

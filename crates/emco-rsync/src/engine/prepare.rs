@@ -7,6 +7,9 @@ use std::sync::Arc;
 use emco_core::appcontext::{ContextObject, DeletePolicy, Phase};
 use serde_json::{Map, Value};
 
+use crate::cluster::ApplyRequest;
+use crate::readiness::reads_status;
+
 /// The label every applied object carries.
 pub const DEPLOYMENT_ID_LABEL: &str = "emco/deployment-id";
 
@@ -76,8 +79,9 @@ pub struct PreparedObject {
     /// Whether a hook of this kind runs to completion (Jobs, Pods) and is waited for; other
     /// hook kinds are done once they exist.
     pub runs_to_completion: bool,
-    /// The object to apply, labelled.
-    pub object: Value,
+    /// The apply of the object, labelled and serialized once for every cluster; the answer is
+    /// read only where readiness or a hook's outcome needs the object's status.
+    pub apply: ApplyRequest,
 }
 
 impl PreparedObject {
@@ -166,6 +170,15 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
             (object.group(), object.kind.as_str()),
             ("batch", "Job") | ("", "Pod")
         );
+        let labelled_object = labelled(object, label);
+        let apply = ApplyRequest::at(
+            &object.api_version,
+            &object.kind,
+            &object.name,
+            object.namespace.as_deref(),
+            &labelled_object,
+        )
+        .with_answer(reads_status(&object.api_version, &object.kind));
         prepared.objects.push(PreparedObject {
             api_version: object.api_version.clone(),
             kind: object.kind.clone(),
@@ -173,7 +186,7 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
             namespace: object.namespace.clone(),
             hook,
             runs_to_completion,
-            object: labelled(object, label),
+            apply,
         });
     }
     prepared.uninstall.reverse();
@@ -318,7 +331,10 @@ mod tests {
                    "spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}}}),
         );
         let prepared = prepare(&[deployment, cron], "ctx-web");
-        let web = &prepared.objects[0].object;
+        let body = |index: usize| -> Value {
+            serde_json::from_slice(prepared.objects[index].apply.body()).unwrap()
+        };
+        let web = &body(0);
         assert_eq!(web["metadata"]["labels"][DEPLOYMENT_ID_LABEL], "ctx-web");
         assert_eq!(web["metadata"]["namespace"], "demo");
         assert_eq!(web["spec"]["template"]["metadata"]["labels"]["app"], "web");
@@ -326,7 +342,10 @@ mod tests {
             web["spec"]["template"]["metadata"]["labels"][DEPLOYMENT_ID_LABEL],
             "ctx-web"
         );
-        let tick = &prepared.objects[1].object;
+        let tick = &body(1);
+        // Only workloads' apply answers are read (for their status).
+        assert!(prepared.objects[0].apply.wants_answer());
+        assert!(!prepared.objects[1].apply.wants_answer());
         assert_eq!(
             tick["metadata"]["namespace"], "other",
             "the object's own namespace wins"

@@ -259,6 +259,7 @@ async fn execute(
         records::op_key(&ctx),
         op_rev,
         config.store_retry,
+        config.record_linger,
         superseded_tx,
     );
     let mut flushing = JoinSet::new();

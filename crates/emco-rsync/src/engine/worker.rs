@@ -294,11 +294,13 @@ impl Worker {
     async fn apply_object(&mut self, index: usize, object: usize) -> Result<(), Halt> {
         let variant = self.slots[index].variant.clone();
         let prepared = &variant.objects[object];
-        let result = self.link.apply(&prepared.object).await;
+        let result = self.link.apply(&prepared.apply).await;
         let record = &mut self.slots[index].record.objects[object];
         match result {
             Ok(applied) => {
-                let (ready, message) = ready_record(readiness(&applied));
+                // Without an answer the kind has no status to wait for: it is ready.
+                let (ready, message) =
+                    ready_record(applied.as_ref().map_or(Readiness::Ready, readiness));
                 *record = ObjectRecord {
                     deployed: DeployedStatus::Applied,
                     ready,
@@ -361,7 +363,7 @@ impl Worker {
                 Err(error) => return Err(error.into()),
             }
         }
-        let applied = match self.link.apply(&prepared.object).await {
+        let applied = match self.link.apply(&prepared.apply).await {
             Ok(applied) => applied,
             Err(CallError::Refused(reason)) => return Err(self.fail_hook(index, hook, reason)),
             Err(error) => return Err(error.into()),
@@ -382,7 +384,7 @@ impl Worker {
             self.write(index).await?;
         }
         let outcome = if prepared.runs_to_completion {
-            self.wait_complete(prepared, &applied).await?
+            self.wait_complete(prepared, applied.as_ref()).await?
         } else {
             Ok(())
         };
@@ -500,12 +502,16 @@ impl Worker {
     async fn wait_complete(
         &mut self,
         prepared: &PreparedObject,
-        applied: &Value,
+        applied: Option<&Value>,
     ) -> Result<Result<(), String>, Halt> {
         let timeout = self.link.config().hook_timeout;
         let deadline = Instant::now() + timeout;
         let mut interval = self.link.config().ready_poll_initial;
-        let mut current = hook_outcome(prepared, applied);
+        // Jobs and Pods are always applied with their answer; without one, poll for it.
+        let mut current = applied.map_or_else(
+            || Readiness::NotReady("not read back yet".into()),
+            |applied| hook_outcome(prepared, applied),
+        );
         loop {
             match current {
                 Readiness::Ready => return Ok(Ok(())),
@@ -655,6 +661,8 @@ impl Worker {
                 }
             }
         }
+        // The records commit in company (group commit): no need to hold a slot meanwhile.
+        self.link.release_slot();
         self.write_all(&to_write).await?;
         for index in now_ready {
             let app = &self.shared.apps[self.slots[index].app];

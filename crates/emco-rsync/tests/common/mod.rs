@@ -17,8 +17,8 @@ use emco_core::appcontext::{
 use emco_core::status::AppContextStatus;
 use emco_rsync::engine::kubeconfig_key;
 use emco_rsync::{
-    ClusterApi, ClusterError, ClusterOptions, Connector, ContextReport, Deleted, KubeCluster,
-    StoreConnector, SyncConfig, Synchronizer,
+    ApplyRequest, ClusterApi, ClusterError, ClusterOptions, Connector, ContextReport, Deleted,
+    KubeCluster, StoreConnector, SyncConfig, Synchronizer,
 };
 use emco_sim::{RunningSim, Sim, SimOptions};
 use emco_store::{Op, RedbStore, Store, Txn};
@@ -68,14 +68,10 @@ impl ClusterApi for Recording {
         self.inner.name()
     }
 
-    async fn apply(&self, obj: &Value) -> Result<Value, ClusterError> {
-        let result = self.inner.apply(obj).await;
+    async fn apply_request(&self, apply: &ApplyRequest) -> Result<Option<Value>, ClusterError> {
+        let result = self.inner.apply_request(apply).await;
         if result.is_ok() {
-            self.note(
-                "apply",
-                obj["kind"].as_str().unwrap_or_default(),
-                obj["metadata"]["name"].as_str().unwrap_or_default(),
-            );
+            self.note("apply", &apply.kind, &apply.name);
         }
         result
     }
@@ -156,6 +152,7 @@ pub fn fast_config() -> SyncConfig {
         call_timeout: Duration::from_secs(5),
         unknown_kind_attempts: 4,
         store_retry: Duration::from_millis(100),
+        record_linger: Duration::from_millis(2),
     }
 }
 
