@@ -18,16 +18,27 @@
 //!    archives), a composite profile with one profile per app, a deployment intent group with a
 //!    generic placement intent placing every app on the label. Approve, then `POST .../instantiate`
 //!    is timed, and `GET .../status?status=deployed&output=summary` (then `status=ready`) polled
-//!    until every object counts as Applied (then Ready). The hub's RSS is sampled all along.
+//!    until every object counts as Applied (then Ready); each query's latency is kept (p50 and
+//!    p99 of the status queries during the rollout). Then the store's size on disk, and
+//!    `POST .../terminate` timed until the status says Terminated. The hub's RSS is sampled
+//!    all along.
+//!
+//! The report is a Markdown table, then one JSON line with every figure (the fleet-scale
+//! harness of issue #5; `docs/PERFORMANCE.md` has the figures at 100 to 10,000 clusters).
 //!
 //! Environment knobs:
-//! - `DEPLOY_BENCH_CLUSTERS` (default 1000), `DEPLOY_BENCH_APPS` (5);
+//! - `DEPLOY_BENCH_CLUSTERS` (default 1000), `DEPLOY_BENCH_APPS` (5), `DEPLOY_BENCH_OBJECTS`
+//!   (objects per app, at least and by default 10: extra ones are ConfigMaps);
+//! - `DEPLOY_BENCH_TERMINATE` (1): terminate after all Ready and time it (0 skips);
 //! - `DEPLOY_BENCH_CONCURRENCY`: clusters worked on at once, the floor's bound and the hub's
 //!   `EMCO_MAX_CONCURRENT_CLUSTERS` (default 64, the synchronizer's default);
 //! - `DEPLOY_BENCH_ONBOARD_CONCURRENCY`: REST requests in flight while onboarding (32);
 //! - `DEPLOY_BENCH_READY_AFTER`: the simulator's `--ready-after` (`1s`);
-//! - `DEPLOY_BENCH_POLL_MS`: status poll interval (1000; each status answer over 50,000 objects
-//!   costs the hub a few hundred ms of CPU, so frequent polls slow down what they measure);
+//! - `DEPLOY_BENCH_POLL_MS`: status poll interval (1000) until 95% of the objects are counted,
+//!   then every 100 ms, so the interval does not blur the time measured (more often, the
+//!   queries themselves slow down the end of the rollout);
+//! - `DEPLOY_BENCH_PROGRESS_MS`: how often the wait prints its counts (5000; 0 prints every
+//!   poll, for a timeline of the rollout);
 //! - `DEPLOY_BENCH_TIMEOUT_SECS`: longest wait for Applied plus Ready (900);
 //! - `DEPLOY_BENCH_PHASES`: `floor,hub` by default; `floor`, `hub`, or `onboard` (stop the hub
 //!   phase before instantiating);
@@ -61,8 +72,9 @@ use proc_usage::{Usage, usage};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Status poll interval once 95% of the objects are counted.
+const FINAL_POLL: Duration = Duration::from_millis(100);
 const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Prefix of the simulated clusters' names (`emco sim --prefix`), also their names in the hub.
 const CLUSTER_PREFIX: &str = "edge-";
 const PROVIDER: &str = "sim";
@@ -100,10 +112,16 @@ fn main() -> anyhow::Result<()> {
 struct Config {
     clusters: usize,
     apps: usize,
+    /// Objects each app's chart renders to (at least the chart's fixed ten).
+    objects: usize,
+    /// Terminate after Ready, timed.
+    terminate: bool,
     concurrency: usize,
     onboard_concurrency: usize,
     ready_after: String,
     poll: Duration,
+    /// How often the wait prints its counts.
+    progress: Duration,
     timeout: Duration,
     run_floor: bool,
     run_hub: bool,
@@ -120,6 +138,11 @@ impl Config {
         let clusters: usize = env_or("DEPLOY_BENCH_CLUSTERS", 1000)?;
         ensure!(clusters >= 1, "DEPLOY_BENCH_CLUSTERS must be at least 1");
         let apps: usize = env_or("DEPLOY_BENCH_APPS", 5)?;
+        let objects: usize = env_or("DEPLOY_BENCH_OBJECTS", FIXED_OBJECTS)?;
+        ensure!(
+            objects >= FIXED_OBJECTS,
+            "DEPLOY_BENCH_OBJECTS must be at least {FIXED_OBJECTS} (the chart's fixed objects)"
+        );
         ensure!(
             (1..=50).contains(&apps),
             "DEPLOY_BENCH_APPS must be in 1..=50"
@@ -146,10 +169,13 @@ impl Config {
         Ok(Self {
             clusters,
             apps,
+            objects,
+            terminate: env_or("DEPLOY_BENCH_TERMINATE", 1u8)? != 0,
             concurrency,
             onboard_concurrency,
             ready_after: env_or("DEPLOY_BENCH_READY_AFTER", "1s".to_owned())?,
             poll: Duration::from_millis(env_or::<u64>("DEPLOY_BENCH_POLL_MS", 1000)?.max(10)),
+            progress: Duration::from_millis(env_or("DEPLOY_BENCH_PROGRESS_MS", 5000)?),
             timeout: Duration::from_secs(env_or("DEPLOY_BENCH_TIMEOUT_SECS", 900)?),
             run_floor: phases.contains(&"floor"),
             run_hub: phases.contains(&"hub") || onboard_only,
@@ -212,7 +238,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 "#;
 
-const VALUES_YAML: &str = r#"replicaCount: 1
+const VALUES_YAML: &str = r#"extraConfigMaps: 0
+replicaCount: 1
 image: registry.example/bench/server:1.4.2
 greeting: hello from the chart defaults
 logLevel: info
@@ -229,6 +256,22 @@ resources:
 /// Template files of every chart (the same text; the names come from `.Chart.Name`).
 const TEMPLATES: &[(&str, &str)] = &[
     ("_helpers.tpl", HELPERS_TPL),
+    (
+        "configmap-extra.yaml",
+        r#"{{- range $i := until (int .Values.extraConfigMaps) }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "bench.fullname" $ }}-extra-{{ $i }}
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "bench.labels" $ | nindent 4 }}
+data:
+  index: {{ $i | quote }}
+{{- end }}
+"#,
+    ),
     (
         "serviceaccount.yaml",
         r#"apiVersion: v1
@@ -444,8 +487,9 @@ spec:
     ),
 ];
 
-/// Objects each chart renders to (every template but the helpers).
-const OBJECTS_PER_APP: usize = TEMPLATES.len() - 1;
+/// Objects each chart renders to without extra ConfigMaps (every template but the helpers and
+/// the extra ConfigMaps).
+const FIXED_OBJECTS: usize = TEMPLATES.len() - 2;
 
 fn tar_gz(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
     let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -460,7 +504,8 @@ fn tar_gz(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
     Ok(tar.into_inner()?.finish()?)
 }
 
-fn app_archives(name: &str) -> anyhow::Result<AppArchives> {
+/// An app's chart and profile; the profile asks for `extra` ConfigMaps beyond the fixed ten.
+fn app_archives(name: &str, extra: usize) -> anyhow::Result<AppArchives> {
     let mut chart_files = vec![
         (
             format!("{name}/Chart.yaml"),
@@ -481,8 +526,10 @@ fn app_archives(name: &str) -> anyhow::Result<AppArchives> {
         ),
         (
             "override_values.yaml".to_owned(),
-            format!("replicaCount: 2\ngreeting: hello from the {name} profile\nlogLevel: debug\n")
-                .into_bytes(),
+            format!(
+                "replicaCount: 2\ngreeting: hello from the {name} profile\nlogLevel: debug\nextraConfigMaps: {extra}\n"
+            )
+            .into_bytes(),
         ),
     ];
     Ok(AppArchives {
@@ -521,7 +568,11 @@ fn resource_path(api_version: &str, kind: &str, namespace: &str, name: &str) -> 
 }
 
 /// Renders every app once with the real Helm, as the hub does, in Helm's install order.
-async fn render_all(helm: &Path, apps: &[AppArchives]) -> anyhow::Result<Vec<ApplyObject>> {
+async fn render_all(
+    helm: &Path,
+    apps: &[AppArchives],
+    per_app: usize,
+) -> anyhow::Result<Vec<ApplyObject>> {
     let renderer = HelmRenderer::new(HelmConfig::new(helm));
     let limits = ArchiveLimits::default();
     let mut objects = Vec::new();
@@ -546,8 +597,8 @@ async fn render_all(helm: &Path, apps: &[AppArchives]) -> anyhow::Result<Vec<App
             app.name
         );
         ensure!(
-            release.resources.len() == OBJECTS_PER_APP,
-            "{} rendered {} objects, expected {OBJECTS_PER_APP}",
+            release.resources.len() == per_app,
+            "{} rendered {} objects, expected {per_app}",
             app.name,
             release.resources.len()
         );
@@ -765,6 +816,32 @@ async fn start_hub(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// The `p`th percentile (0..=100) of `samples`, nearest rank.
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn kib_to_mib(kib: u64) -> f64 {
@@ -1346,6 +1423,12 @@ struct DeployResult {
     status_polls: usize,
     status_latency_max: Duration,
     status_latency_sum: Duration,
+    /// Every status query's latency while the rollout ran (until all Ready).
+    status_latencies: Vec<Duration>,
+    /// The hub's data directory after all Ready.
+    store_bytes: u64,
+    /// `POST .../terminate` until the status says Terminated.
+    terminated: Option<Duration>,
     hub_cpu: f64,
     sim_cpu: f64,
 }
@@ -1384,9 +1467,17 @@ async fn run_hub(
         None
     } else {
         Some(
-            instantiate_and_wait(&client, &base, config, expected, &mut hub, &mut sim)
-                .await
-                .with_context(|| hub.stderr_tail())?,
+            instantiate_and_wait(
+                &client,
+                &base,
+                config,
+                expected,
+                &scratch.join("hub-data"),
+                &mut hub,
+                &mut sim,
+            )
+            .await
+            .with_context(|| hub.stderr_tail())?,
         )
     };
     let end = usage(hub_pid)?;
@@ -1413,6 +1504,7 @@ async fn instantiate_and_wait(
     base: &str,
     config: &Config,
     expected: u64,
+    data_dir: &Path,
     hub: &mut Process,
     sim: &mut Sim,
 ) -> anyhow::Result<DeployResult> {
@@ -1433,6 +1525,7 @@ async fn instantiate_and_wait(
     let mut polls = 0usize;
     let mut latency_max = Duration::ZERO;
     let mut latency_sum = Duration::ZERO;
+    let mut latencies = Vec::new();
     let mut last_progress = Instant::now();
     let mut wait_for = async |query: &str, key: &str, done: &dyn Fn(&Value) -> bool| {
         loop {
@@ -1442,11 +1535,12 @@ async fn instantiate_and_wait(
             polls += 1;
             latency_max = latency_max.max(latency);
             latency_sum += latency;
+            latencies.push(latency);
             let elapsed = started.elapsed();
             if done(&status) {
                 return anyhow::Ok((elapsed, counts(&status, key)));
             }
-            if last_progress.elapsed() >= PROGRESS_INTERVAL {
+            if last_progress.elapsed() >= config.progress {
                 last_progress = Instant::now();
                 emit(&format!(
                     "  {:>7.1} s  {key}: {}\n",
@@ -1460,7 +1554,20 @@ async fn instantiate_and_wait(
                 config.timeout,
                 counts_text(&counts(&status, key))
             );
-            tokio::time::sleep(config.poll).await;
+            // Near the end, poll often: the poll interval must not blur the time measured.
+            let target = if key == "readyCounts" {
+                "Ready"
+            } else {
+                "Applied"
+            };
+            let finished = counts(&status, key).get(target).copied().unwrap_or(0);
+            let nearly_done = finished.saturating_mul(100) >= expected.saturating_mul(95);
+            tokio::time::sleep(if nearly_done {
+                config.poll.min(FINAL_POLL)
+            } else {
+                config.poll
+            })
+            .await;
         }
     };
     let all_applied = |status: &Value| {
@@ -1481,7 +1588,39 @@ async fn instantiate_and_wait(
     };
     let (ready, ready_counts) =
         wait_for("status=ready&output=summary", "readyCounts", &all_ready).await?;
-    emit(&format!("all Ready after {:.2} s\n\n", secs(ready)));
+    emit(&format!("all Ready after {:.2} s\n", secs(ready)));
+    let store_bytes = dir_size(data_dir)?;
+    let terminated = if config.terminate {
+        let started = Instant::now();
+        post(
+            client,
+            base,
+            &format!("{}/terminate", dig_path()),
+            Body::Empty,
+            ACCEPTED,
+        )
+        .await?;
+        loop {
+            hub.ensure_running()?;
+            let (status, _) = get_status(client, base, "status=deployed&output=summary").await?;
+            if status["deployedStatus"] == "Terminated" {
+                break;
+            }
+            ensure!(
+                started.elapsed() < config.timeout,
+                "not terminated after {:?}: {}",
+                config.timeout,
+                status["deployedStatus"]
+            );
+            tokio::time::sleep(FINAL_POLL.max(config.poll / 10)).await;
+        }
+        let took = started.elapsed();
+        emit(&format!("terminated after {:.2} s\n", secs(took)));
+        Some(took)
+    } else {
+        None
+    };
+    emit("\n");
     Ok(DeployResult {
         instantiate_latency,
         applied,
@@ -1491,6 +1630,9 @@ async fn instantiate_and_wait(
         status_polls: polls,
         status_latency_max: latency_max,
         status_latency_sum: latency_sum,
+        status_latencies: latencies,
+        store_bytes,
+        terminated,
         hub_cpu: 0.0,
         sim_cpu: 0.0,
     })
@@ -1506,20 +1648,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .prefix("emco-deploy-bench")
         .tempdir()?;
     let apps: Vec<AppArchives> = (1..=config.apps)
-        .map(|a| app_archives(&format!("app-{a}")))
+        .map(|a| app_archives(&format!("app-{a}"), config.objects - FIXED_OBJECTS))
         .collect::<anyhow::Result<_>>()?;
     let render_started = Instant::now();
-    let objects = render_all(&config.helm, &apps).await?;
+    let objects = render_all(&config.helm, &apps, config.objects).await?;
     let render_time = render_started.elapsed();
     let expected = (objects.len() * config.clusters) as u64;
     emit(&format!(
-        "emco binary: {}\nhelm: {}\n{} clusters, {} apps x {OBJECTS_PER_APP} objects = {} objects per cluster, {expected} in all; \
+        "emco binary: {}\nhelm: {}\n{} clusters, {} apps x {} objects = {} objects per cluster, {expected} in all; \
          floor concurrency {} clusters; simulator --ready-after {}\n\
          rendering the {} charts once took {:.3} s\n\n",
         binary.display(),
         config.helm.display(),
         config.clusters,
         config.apps,
+        config.objects,
         objects.len(),
         config.concurrency,
         config.ready_after,
@@ -1550,10 +1693,49 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     emit(&report(&config, expected, floor.as_ref(), hub.as_ref()));
+    // Last, one line for machines.
+    emit(&format!(
+        "{}\n",
+        summary_json(&config, expected, floor.as_ref(), hub.as_ref())
+    ));
     if config.keep_logs {
         emit(&format!("\nlogs kept in {}\n", scratch.keep().display()));
     }
     Ok(())
+}
+
+/// The run's figures as one JSON object (`null` for what was not measured).
+fn summary_json(
+    config: &Config,
+    expected: u64,
+    floor: Option<&FloorResult>,
+    hub: Option<&HubResult>,
+) -> Value {
+    let deploy = hub.and_then(|hub| hub.deploy.as_ref());
+    let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+    let ms = |d: Duration| round(secs(d) * 1e3, 1);
+    json!({
+        "clusters": config.clusters,
+        "apps": config.apps,
+        "objects_per_app": config.objects,
+        "objects": expected,
+        "concurrency": config.concurrency,
+        "applied_s": deploy.map(|d| round(secs(d.applied), 2)),
+        "ready_s": deploy.map(|d| round(secs(d.ready), 2)),
+        "floor_applied_s": floor.map(|f| round(secs(f.applied), 2)),
+        "floor_ready_s": floor.map(|f| round(secs(f.ready), 2)),
+        "ratio": deploy.zip(floor).map(|(d, f)| round(secs(d.applied) / secs(f.applied).max(1e-9), 2)),
+        "hub_peak_rss_mib": hub.map(|h| round(kib_to_mib(h.end.peak_rss_kib), 1)),
+        "sim_peak_rss_mib": hub.map(|h| round(kib_to_mib(h.sim_usage.peak_rss_kib), 1)),
+        "status_p50_ms": deploy.map(|d| ms(percentile(&d.status_latencies, 50.0))),
+        "status_p99_ms": deploy.map(|d| ms(percentile(&d.status_latencies, 99.0))),
+        "status_queries": deploy.map(|d| d.status_latencies.len()),
+        "store_bytes": deploy.map(|d| d.store_bytes),
+        "store_bytes_per_object": deploy.map(|d| round(d.store_bytes as f64 / expected.max(1) as f64, 0)),
+        "terminate_s": deploy.and_then(|d| d.terminated).map(|t| round(secs(t), 2)),
+        "hub_cpu_s": deploy.map(|d| round(d.hub_cpu, 1)),
+        "sim_cpu_s": deploy.map(|d| round(d.sim_cpu, 1)),
+    })
 }
 
 fn report(
@@ -1589,8 +1771,8 @@ fn report(
         ));
     }
     line(format!(
-        "#### Deploy: {} clusters x {} apps x {OBJECTS_PER_APP} objects = {expected} objects\n",
-        config.clusters, config.apps
+        "#### Deploy: {} clusters x {} apps x {} objects = {expected} objects\n",
+        config.clusters, config.apps, config.objects
     ));
     line("| measure | value |".to_owned());
     line("|---|--:|".to_owned());
@@ -1652,9 +1834,25 @@ fn report(
                 secs(deploy.status_latency_sum)
             ));
             line(format!(
+                "| hub: status summary latency during the rollout, p50 / p99 (target p99 <= 100 ms) | {:.1} / {:.1} ms |",
+                secs(percentile(&deploy.status_latencies, 50.0)) * 1e3,
+                secs(percentile(&deploy.status_latencies, 99.0)) * 1e3
+            ));
+            line(format!(
                 "| hub / simulator CPU time during the deploy | {:.1} s / {:.1} s |",
                 deploy.hub_cpu, deploy.sim_cpu
             ));
+            line(format!(
+                "| hub store on disk after all Ready (target <= 2 KiB per object) | {:.1} MiB, {:.0} bytes per object |",
+                deploy.store_bytes as f64 / (1024.0 * 1024.0),
+                deploy.store_bytes as f64 / expected.max(1) as f64
+            ));
+            if let Some(terminated) = deploy.terminated {
+                line(format!(
+                    "| hub: terminate until Terminated | {:.2} s |",
+                    secs(terminated)
+                ));
+            }
         }
         let sampled_max = hub
             .rss_samples
