@@ -126,8 +126,8 @@ pub enum SyncError {
     Superseded,
 }
 
-/// App-cluster records by `(app, cluster)`.
-type AppClusterRecords = HashMap<(String, ClusterId), Arc<AppClusterRecord>>;
+/// App-cluster records by their store key.
+type RecordsByKey = HashMap<String, Arc<AppClusterRecord>>;
 
 /// What a status summary needs of a context: see [`Synchronizer::context_tally`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,12 +463,12 @@ impl Synchronizer {
         }))
     }
 
-    /// The run status, the context and its app-cluster records by `(app, cluster)`; `None`
-    /// when no operation was ever recorded for the context.
+    /// The run status, the context and its app-cluster records by record key; `None` when no
+    /// operation was ever recorded for the context.
     async fn read_records(
         &self,
         context_id: &str,
-    ) -> Result<Option<(RunStatus, Arc<AppContext>, AppClusterRecords)>, SyncError> {
+    ) -> Result<Option<(RunStatus, Arc<AppContext>, RecordsByKey)>, SyncError> {
         let Some(run) = self.run_status(context_id).await? else {
             return Ok(None);
         };
@@ -484,30 +484,20 @@ impl Synchronizer {
             };
         let prefix = records::app_cluster_prefix(context_id);
         let listed = self.store.list(&prefix).await?;
-        let mut app_clusters = HashMap::with_capacity(listed.len());
         // Records whose revision did not move since the last query are not parsed again.
         let mut parsed_before = self.contexts.take_records(context_id);
         let mut parsed = run::ParsedRecords::with_capacity(listed.len());
+        let mut by_key = HashMap::with_capacity(listed.len());
         for entry in listed {
-            let Some((app, cluster)) = entry
-                .key
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split_once('/'))
-            else {
-                continue;
-            };
-            let Ok(cluster) = serde_json::from_value::<ClusterId>(cluster.into()) else {
-                continue;
-            };
             let record = match parsed_before.remove(&entry.key) {
                 Some((revision, record)) if revision == entry.mod_revision => record,
                 _ => Arc::new(parse::<AppClusterRecord>(&entry.key, &entry.value)?),
             };
-            app_clusters.insert((app.to_owned(), cluster), record.clone());
+            by_key.insert(entry.key.clone(), record.clone());
             parsed.insert(entry.key, (entry.mod_revision, record));
         }
         self.contexts.keep_records(context_id, parsed);
-        Ok(Some((run, context, app_clusters)))
+        Ok(Some((run, context, by_key)))
     }
 
     /// The counts a status summary shows for `query` (its `app=` and `cluster=` filters
@@ -519,7 +509,7 @@ impl Synchronizer {
         context_id: &str,
         query: &StatusQuery,
     ) -> Result<Option<ContextTally>, SyncError> {
-        let Some((run, context, app_clusters)) = self.read_records(context_id).await? else {
+        let Some((run, context, records)) = self.read_records(context_id).await? else {
             return Ok(None);
         };
         let mut tally = Tally::default();
@@ -534,10 +524,10 @@ impl Synchronizer {
                 .filter(|cluster| query.selects_cluster(&cluster.provider, &cluster.cluster))
             {
                 let objects = app.objects_for(cluster).map_or(0, <[_]>::len);
-                let key = (app.name.clone(), cluster.clone());
+                let key = records::app_cluster_key(context_id, &app.name, cluster);
                 // As in the full report: a record that does not match the context's objects
                 // counts as nothing done yet.
-                match app_clusters
+                match records
                     .get(&key)
                     .filter(|record| record.objects.len() == objects)
                 {
@@ -573,9 +563,23 @@ impl Synchronizer {
         &self,
         context_id: &str,
     ) -> Result<Option<ContextReport>, SyncError> {
-        let Some((run, context, app_clusters)) = self.read_records(context_id).await? else {
+        let Some((run, context, by_key)) = self.read_records(context_id).await? else {
             return Ok(None);
         };
+        let prefix = records::app_cluster_prefix(context_id);
+        let mut app_clusters = HashMap::with_capacity(by_key.len());
+        for (key, record) in by_key {
+            let Some((app, cluster)) = key
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            let Ok(cluster) = serde_json::from_value::<ClusterId>(cluster.into()) else {
+                continue;
+            };
+            app_clusters.insert((app.to_owned(), cluster), record);
+        }
 
         let prefix = records::cluster_prefix(context_id);
         let mut clusters = HashMap::new();
