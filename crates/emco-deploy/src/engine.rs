@@ -24,8 +24,8 @@ pub struct RunTally {
     pub status: AppContextStatus,
     /// Every app of the context.
     pub apps: Vec<String>,
-    /// Every cluster of the context as `provider+cluster`.
-    pub clusters: std::collections::BTreeSet<String>,
+    /// The first `cluster=` filter naming no cluster of the context (upstream answers 404).
+    pub unknown_cluster: Option<String>,
     /// The query's counts over the apps and clusters its filters select.
     pub tally: Tally,
 }
@@ -56,31 +56,21 @@ pub trait Engine: Send + Sync {
         query: &StatusQuery,
     ) -> Result<Option<RunTally>, DeployError> {
         Ok(self.report(context).await?.map(|report| {
-            let mut tally = Tally::default();
-            for app in report
-                .apps
-                .iter()
-                .filter(|app| query.selects_app(&app.name))
-            {
-                for cluster in app
-                    .clusters
-                    .iter()
-                    .filter(|cluster| query.selects_cluster(&cluster.provider, &cluster.cluster))
-                {
-                    for resource in &cluster.resources {
-                        tally.add(query.kind, resource.deployed, resource.ready);
-                    }
-                }
-            }
+            let tally = Tally::of_apps(query, &report.apps);
             RunTally {
                 status: report.status,
                 apps: report.apps.iter().map(|app| app.name.clone()).collect(),
-                clusters: report
-                    .apps
+                unknown_cluster: query
+                    .clusters
                     .iter()
-                    .flat_map(|app| &app.clusters)
-                    .map(ClusterInput::qualified_name)
-                    .collect(),
+                    .find(|wanted| {
+                        !report
+                            .apps
+                            .iter()
+                            .flat_map(|app| &app.clusters)
+                            .any(|cluster| cluster.qualified_name() == **wanted)
+                    })
+                    .cloned(),
                 tally,
             }
         }))
@@ -138,7 +128,7 @@ impl Engine for SyncEngine {
             .map(|counted| RunTally {
                 status: counted.status,
                 apps: counted.apps,
-                clusters: counted.clusters,
+                unknown_cluster: counted.unknown_cluster,
                 tally: counted.tally,
             }))
     }

@@ -66,11 +66,7 @@ pub(crate) async fn status(
         && let Some(counted) = deployer.engine.tally(id, &query).await?
     {
         // Counted from the synchronizer's records: no per-resource report to build.
-        if let Some(wanted) = query
-            .clusters
-            .iter()
-            .find(|wanted| !counted.clusters.contains(wanted.as_str()))
-        {
+        if let Some(wanted) = &counted.unknown_cluster {
             return Err(unknown_cluster(wanted));
         }
         let apps = counted.apps.iter().map(String::as_str);

@@ -12,7 +12,7 @@ use emco_core::appcontext::{ClusterId, ContextObject, DeletePolicy, OpStatus};
 use emco_core::status::{AppContextStatus, Connectivity, DeployedStatus, ReadyStatus};
 use emco_rsync::{
     AppClusterState, ClusterApi, ContextReport, DEPLOYMENT_ID_LABEL, HookEvent, Readiness,
-    Synchronizer, readiness,
+    StoreConnector, SyncConfig, Synchronizer, readiness,
 };
 use emco_sim::faults::{FaultPlan, Unreachable, set_faults};
 use serde_json::json;
@@ -100,6 +100,24 @@ async fn instantiates_two_apps_on_three_clusters_then_terminates() {
 
     let report = hub.wait_status("c1", AppContextStatus::Instantiated).await;
     assert_eq!(report.op, emco_rsync::OpKind::Instantiate);
+    // While the run tracks readiness, summaries are counted from its records in memory, and
+    // agree with the store's view (compared when no record moved in between).
+    assert!(hub.sync.counts_in_memory("c1"));
+    for pairs in [vec![("status", "deployed")], vec![("status", "ready")]] {
+        let query = summary_query(&pairs);
+        loop {
+            let before = hub.report("c1").await;
+            let counted = hub.sync.context_tally("c1", &query).await.unwrap().unwrap();
+            if hub.report("c1").await == before {
+                assert_eq!(
+                    counted.tally,
+                    emco_core::status::Tally::of_apps(&query, &before.context_input().apps),
+                    "{pairs:?}"
+                );
+                break;
+            }
+        }
+    }
     for app in ["web", "db"] {
         for index in 1..=3 {
             let cluster = report.app(app).unwrap().cluster(&cluster(index)).unwrap();
@@ -149,6 +167,38 @@ async fn instantiates_two_apps_on_three_clusters_then_terminates() {
     assert_eq!(inputs.apps[0].clusters.len(), 3);
     assert_eq!(inputs.apps[0].clusters[0].resources.len(), 3);
     assert_eq!(inputs.apps[1].clusters[0].resources.len(), 4);
+    let stranger = summary_query(&[("status", "deployed"), ("cluster", "prov+nosuch")]);
+    let counted = hub
+        .sync
+        .context_tally("c1", &stranger)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted.unknown_cluster.as_deref(), Some("prov+nosuch"));
+    // Once the run has ended (everything ready), summaries still count its final records in
+    // memory; a synchronizer that did not run the context (a restarted hub) reads the store.
+    let deadline = std::time::Instant::now() + LONG;
+    while hub.sync.is_running("c1") {
+        assert!(std::time::Instant::now() < deadline, "the run did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // (The run's task ends right after its last record; then its view is an ended run's.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(hub.sync.counts_in_memory("c1"));
+    let fresh = Synchronizer::new(
+        hub.store.clone(),
+        std::sync::Arc::new(StoreConnector::new(hub.store.clone(), Default::default())),
+        SyncConfig::default(),
+    );
+    assert!(!fresh.counts_in_memory("c1"));
+    for pairs in [vec![("status", "deployed")], vec![("status", "ready")]] {
+        let query = summary_query(&pairs);
+        assert_eq!(
+            fresh.context_tally("c1", &query).await.unwrap().unwrap(),
+            hub.sync.context_tally("c1", &query).await.unwrap().unwrap(),
+            "{pairs:?}"
+        );
+    }
     // Summaries are counted from the records without the report, with the same result.
     for (pairs, expected) in [
         (vec![("status", "deployed")], json!({"Applied": 21})),
@@ -162,32 +212,12 @@ async fn instantiates_two_apps_on_three_clusters_then_terminates() {
             json!({"Ready": 7}),
         ),
     ] {
-        let mut params: std::collections::HashMap<String, Vec<String>> = pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), vec![(*value).to_owned()]))
-            .collect();
-        params.insert("output".into(), vec!["summary".into()]);
-        let query = emco_core::status::StatusQuery::parse(&params).unwrap();
+        let query = summary_query(&pairs);
         let counted = hub.sync.context_tally("c1", &query).await.unwrap().unwrap();
         assert_eq!(counted.status, AppContextStatus::Instantiated);
         assert_eq!(counted.apps, ["web", "db"]);
-        assert_eq!(counted.clusters.len(), 3);
-        let mut from_report = emco_core::status::Tally::default();
-        for app in inputs
-            .apps
-            .iter()
-            .filter(|app| query.selects_app(&app.name))
-        {
-            for cluster in app
-                .clusters
-                .iter()
-                .filter(|c| query.selects_cluster(&c.provider, &c.cluster))
-            {
-                for resource in &cluster.resources {
-                    from_report.add(query.kind, resource.deployed, resource.ready);
-                }
-            }
-        }
+        assert_eq!(counted.unknown_cluster, None);
+        let from_report = emco_core::status::Tally::of_apps(&query, &inputs.apps);
         assert_eq!(counted.tally, from_report, "{pairs:?}");
         let input = emco_core::status::StatusInput::default();
         let rendered = emco_core::status::render_summary(
@@ -1474,4 +1504,14 @@ async fn runs_on_etcd_too() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A summary status query with these parameters.
+fn summary_query(pairs: &[(&str, &str)]) -> emco_core::status::StatusQuery {
+    let mut params: std::collections::HashMap<String, Vec<String>> = pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), vec![(*value).to_owned()]))
+        .collect();
+    params.insert("output".into(), vec!["summary".into()]);
+    emco_core::status::StatusQuery::parse(&params).unwrap()
 }

@@ -1543,9 +1543,10 @@ async fn instantiate_and_wait(
             if last_progress.elapsed() >= config.progress {
                 last_progress = Instant::now();
                 emit(&format!(
-                    "  {:>7.1} s  {key}: {}\n",
+                    "  {:>7.1} s  {key}: {} (answered in {:.1} ms)\n",
                     secs(elapsed),
-                    counts_text(&counts(&status, key))
+                    counts_text(&counts(&status, key)),
+                    secs(latency) * 1e3
                 ));
             }
             ensure!(

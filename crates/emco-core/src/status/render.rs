@@ -14,24 +14,6 @@ type Counts = BTreeMap<&'static str, u64>;
 
 const NOT_PRESENT: &str = "NotPresent";
 
-fn ready_label(ready: ReadyStatus) -> &'static str {
-    match ready {
-        ReadyStatus::Ready => "Ready",
-        ReadyStatus::NotReady => "NotReady",
-    }
-}
-
-fn deployed_label(status: super::DeployedStatus) -> &'static str {
-    use super::DeployedStatus as D;
-    match status {
-        D::Pending => "Pending",
-        D::Applied => "Applied",
-        D::Failed => "Failed",
-        D::Retrying => "Retrying",
-        D::Deleted => "Deleted",
-    }
-}
-
 fn insert_nonempty(map: &mut Map<String, Value>, key: &str, value: &str) {
     if !value.is_empty() {
         map.insert(key.to_owned(), Value::from(value));
@@ -210,7 +192,8 @@ fn status_body(
         "deployedStatus"
     };
     map.insert(status_key.to_owned(), json!(context_status));
-    if let Some(ready) = group_ready_status(query.kind, &tally.ready) {
+    let (deployed_counts, ready_counts) = (tally.deployed_counts(), tally.ready_counts());
+    if let Some(ready) = group_ready_status(query.kind, &ready_counts) {
         map.insert("readyStatus".to_owned(), Value::from(ready));
     }
     let (deployed_key, ready_key) = if query.kind.is_legacy() {
@@ -218,7 +201,7 @@ fn status_body(
     } else {
         ("deployedCounts", "readyCounts")
     };
-    for (key, counts) in [(deployed_key, &tally.deployed), (ready_key, &tally.ready)] {
+    for (key, counts) in [(deployed_key, &deployed_counts), (ready_key, &ready_counts)] {
         if !counts.is_empty() {
             map.insert(key.to_owned(), counts_json(counts));
         }
@@ -232,13 +215,72 @@ fn status_body(
 /// The counts of a status query, gathered resource by resource: what a summary shows. A
 /// caller holding the facts in another shape (the synchronizer's records) can count them
 /// without building [`ResourceInput`]s, and render with [`render_summary`].
+///
+/// Counted in fixed arrays (a summary at fleet scale adds hundreds of thousands of resources).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
-    deployed: Counts,
-    ready: Counts,
+    /// By [`DEPLOYED_LABELS`].
+    deployed: [u64; 5],
+    /// By [`READY_LABELS`].
+    ready: [u64; 3],
+}
+
+/// The labels of deployed queries, in the order of [`deployed_index`].
+const DEPLOYED_LABELS: [&str; 5] = ["Pending", "Applied", "Failed", "Retrying", "Deleted"];
+/// The labels of ready queries, in the order of [`ready_index`].
+const READY_LABELS: [&str; 3] = ["Ready", "NotReady", NOT_PRESENT];
+
+fn deployed_index(status: Option<super::DeployedStatus>) -> usize {
+    use super::DeployedStatus as D;
+    match status {
+        None | Some(D::Pending) => 0,
+        Some(D::Applied) => 1,
+        Some(D::Failed) => 2,
+        Some(D::Retrying) => 3,
+        Some(D::Deleted) => 4,
+    }
+}
+
+fn ready_index(ready: Option<ReadyStatus>) -> usize {
+    match ready {
+        Some(ReadyStatus::Ready) => 0,
+        Some(ReadyStatus::NotReady) => 1,
+        None => 2,
+    }
+}
+
+fn counts_of(labels: &[&'static str], counts: &[u64]) -> Counts {
+    labels
+        .iter()
+        .zip(counts)
+        .filter(|(_, count)| **count > 0)
+        .map(|(label, count)| (*label, *count))
+        .collect()
 }
 
 impl Tally {
+    /// The counts of `query` over facts gathered as [`AppInput`](super::AppInput)s (its `app=`
+    /// and `cluster=` filters apply; a `resource=` filter does not).
+    pub fn of_apps(query: &StatusQuery, apps: &[super::AppInput]) -> Self {
+        let mut tally = Self::default();
+        for app in apps.iter().filter(|app| query.selects_app(&app.name)) {
+            for cluster in app.clusters.iter().filter(|c| cluster_selected(query, c)) {
+                for resource in &cluster.resources {
+                    tally.add(query.kind, resource.deployed, resource.ready);
+                }
+            }
+        }
+        tally
+    }
+
+    fn deployed_counts(&self) -> Counts {
+        counts_of(&DEPLOYED_LABELS, &self.deployed)
+    }
+
+    fn ready_counts(&self) -> Counts {
+        counts_of(&READY_LABELS, &self.ready)
+    }
+
     /// Counts one resource selected by the query's app and cluster filters.
     pub fn add(
         &mut self,
@@ -275,19 +317,15 @@ impl Facts {
 
     /// The status label of the resource for this query, counted into the tally.
     fn label(&self, kind: StatusKind, tally: &mut Tally) -> &'static str {
-        let (label, counts) = if kind.reports_readiness() {
-            (
-                self.ready.map_or(NOT_PRESENT, ready_label),
-                &mut tally.ready,
-            )
+        if kind.reports_readiness() {
+            let index = ready_index(self.ready);
+            tally.ready[index] += 1;
+            READY_LABELS[index]
         } else {
-            (
-                self.deployed.map_or("Pending", deployed_label),
-                &mut tally.deployed,
-            )
-        };
-        *counts.entry(label).or_default() += 1;
-        label
+            let index = deployed_index(self.deployed);
+            tally.deployed[index] += 1;
+            DEPLOYED_LABELS[index]
+        }
     }
 }
 

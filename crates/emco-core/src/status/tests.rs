@@ -609,18 +609,7 @@ fn summaries_from_a_tally_match_the_full_render() {
             pairs.extend(filters.iter().copied());
             let query = query(&pairs);
             assert!(query.is_plain_summary());
-            let mut tally = Tally::default();
-            for app in context.apps.iter().filter(|a| query.selects_app(&a.name)) {
-                for cluster in app
-                    .clusters
-                    .iter()
-                    .filter(|c| query.selects_cluster(&c.provider, &c.cluster))
-                {
-                    for resource in &cluster.resources {
-                        tally.add(query.kind, resource.deployed, resource.ready);
-                    }
-                }
-            }
+            let tally = Tally::of_apps(&query, &context.apps);
             let apps = context.apps.iter().map(|a| a.name.as_str());
             assert_eq!(
                 render_summary(&query, &input, context.status, apps, &tally),

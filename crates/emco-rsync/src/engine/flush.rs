@@ -10,6 +10,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 use super::SyncError;
+use super::live::{LiveRecord, LiveRecords};
+use super::records::{self, AppClusterRecord};
 
 /// Most puts in one transaction (etcd's default limit is 128 operations).
 const MAX_BATCH: usize = 64;
@@ -20,6 +22,8 @@ struct Write {
     key: String,
     value: Vec<u8>,
     ack: Option<oneshot::Sender<Result<(), SyncError>>>,
+    /// An app-cluster record, for the run's live view once committed.
+    live: Option<LiveRecord>,
 }
 
 /// A handle to queue writes; cheap to clone.
@@ -42,10 +46,19 @@ impl Flusher {
         op_rev: u64,
         retry: Duration,
         linger: Duration,
+        live: Arc<LiveRecords>,
         superseded: watch::Sender<bool>,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = write_loop(store, op_key, op_rev, retry, linger, rx, superseded);
+        let writer = Writer {
+            store,
+            op_key,
+            op_rev,
+            retry,
+            linger,
+            live,
+        };
+        let task = write_loop(writer, rx, superseded);
         (Self { tx }, task)
     }
 
@@ -57,24 +70,31 @@ impl Flusher {
                 key,
                 value,
                 ack: Some(ack),
+                live: None,
             })
             .map_err(|_| SyncError::Superseded)?;
         done.await.unwrap_or(Err(SyncError::Superseded))
     }
 
-    /// Queues a write; the receiver answers once it is durable (or refused). Lets a worker go
-    /// on with other work while the write commits.
-    pub fn put_detached(
+    /// Writes an app-cluster record; the receiver answers once it is durable (or refused), and
+    /// from then on the run's live view has it.
+    pub fn put_record(
         &self,
         key: String,
-        value: Vec<u8>,
+        app: &str,
+        cluster: &emco_core::appcontext::ClusterId,
+        record: &AppClusterRecord,
     ) -> oneshot::Receiver<Result<(), SyncError>> {
         let (ack, done) = oneshot::channel();
-        // A closed queue drops `ack`, which the receiver reports as refused.
         let _ = self.tx.send(Write {
             key,
-            value,
+            value: records::to_bytes(record),
             ack: Some(ack),
+            live: Some(LiveRecord {
+                app: app.to_owned(),
+                cluster: cluster.clone(),
+                record: Arc::new(record.clone()),
+            }),
         });
         done
     }
@@ -86,21 +106,28 @@ impl Flusher {
             key,
             value,
             ack: None,
+            live: None,
         });
     }
 }
 
-async fn write_loop(
+/// What the writer task writes with.
+struct Writer {
     store: Arc<dyn Store>,
     op_key: String,
     op_rev: u64,
     retry: Duration,
     linger: Duration,
+    live: Arc<LiveRecords>,
+}
+
+async fn write_loop(
+    writer: Writer,
     mut rx: mpsc::UnboundedReceiver<Write>,
     superseded: watch::Sender<bool>,
 ) {
     while let Some(first) = rx.recv().await {
-        let deadline = tokio::time::Instant::now() + linger;
+        let deadline = tokio::time::Instant::now() + writer.linger;
         let mut batch = vec![first];
         let mut bytes = batch[0].value.len();
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -121,7 +148,9 @@ async fn write_loop(
         // One transaction may not put a key twice: the latest value of a key wins.
         let mut ops: Vec<Op> = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
+        let mut committed = Vec::new();
         for write in batch {
+            committed.extend(write.live);
             match ops
                 .iter_mut()
                 .find(|op| matches!(op, Op::Put { key, .. } if *key == write.key))
@@ -135,20 +164,21 @@ async fn write_loop(
             acks.extend(write.ack);
         }
         let txn = Txn {
-            compares: vec![Compare::ModRevision(op_key.clone(), op_rev)],
+            compares: vec![Compare::ModRevision(writer.op_key.clone(), writer.op_rev)],
             ops,
         };
         let outcome = loop {
-            match store.txn(txn.clone()).await {
+            match writer.store.txn(txn.clone()).await {
                 Ok(outcome) => break outcome,
                 Err(error) => {
                     // The store being away must not fail objects: the writes wait for it.
-                    warn!(%error, op_key, "writing synchronizer records failed; retrying");
-                    tokio::time::sleep(retry).await;
+                    warn!(%error, op_key = writer.op_key, "writing synchronizer records failed; retrying");
+                    tokio::time::sleep(writer.retry).await;
                 }
             }
         };
         if outcome.succeeded {
+            writer.live.committed(committed);
             for ack in acks {
                 let _ = ack.send(Ok(()));
             }
@@ -175,12 +205,20 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path()).unwrap());
         let op_rev = store.put("op", b"instantiate".to_vec()).await.unwrap();
         let (superseded_tx, superseded) = watch::channel(false);
+        let live = Arc::new(LiveRecords::default());
+        live.seed(Default::default());
+        let cluster = emco_core::appcontext::ClusterId::new("p", "c");
+        let record = AppClusterRecord {
+            op_rev,
+            ..AppClusterRecord::default()
+        };
         let (flusher, task) = Flusher::start(
             store.clone(),
             "op".into(),
             op_rev,
             Duration::from_millis(10),
             Duration::from_millis(5),
+            live.clone(),
             superseded_tx,
         );
         let writer = tokio::spawn(task);
@@ -192,6 +230,16 @@ mod tests {
         flusher.put("k/0".into(), b"second".to_vec()).await.unwrap();
         assert_eq!(store.list("k/").await.unwrap().len(), 200);
         assert_eq!(store.get("k/0").await.unwrap().unwrap().value, b"second");
+        // A record reaches the live view once committed, as stored.
+        flusher
+            .put_record("ac/web/c".into(), "web", &cluster, &record)
+            .await
+            .unwrap()
+            .unwrap();
+        let stored: AppClusterRecord =
+            serde_json::from_slice(&store.get("ac/web/c").await.unwrap().unwrap().value).unwrap();
+        let seen = live.read(|view| view["web"][&cluster].clone()).unwrap();
+        assert_eq!((*seen).clone(), stored);
         let transactions = store.revision().await.unwrap() - before;
         assert!(
             transactions < 200,
@@ -202,6 +250,19 @@ mod tests {
         store.put("op", b"terminate".to_vec()).await.unwrap();
         let refused = flusher.put("k/late".into(), b"x".to_vec()).await;
         assert!(matches!(refused, Err(SyncError::Superseded)), "{refused:?}");
+        // A refused record does not reach the view.
+        let refused_record = AppClusterRecord {
+            op_rev: op_rev + 100,
+            ..AppClusterRecord::default()
+        };
+        let refused = flusher
+            .put_record("ac/web/c".into(), "web", &cluster, &refused_record)
+            .await;
+        assert!(!matches!(refused, Ok(Ok(()))), "{refused:?}");
+        assert_eq!(
+            live.read(|view| view["web"][&cluster].op_rev).unwrap(),
+            op_rev
+        );
         assert!(*superseded.borrow());
         assert!(store.get("k/late").await.unwrap().is_none());
         writer.await.unwrap();

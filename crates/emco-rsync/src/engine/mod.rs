@@ -36,6 +36,7 @@
 mod connector;
 mod flush;
 mod link;
+mod live;
 mod prepare;
 pub mod records;
 mod report;
@@ -135,10 +136,14 @@ pub struct ContextTally {
     pub status: AppContextStatus,
     /// Every app of the context, in its order.
     pub apps: Vec<String>,
-    /// Every cluster of the context as `provider+cluster` (for `cluster=` filter checks).
-    pub clusters: std::collections::BTreeSet<String>,
+    /// The first `cluster=` filter of the query naming no cluster of the context (upstream
+    /// answers 404).
+    pub unknown_cluster: Option<String>,
     pub tally: Tally,
 }
+
+/// Live views of ended runs kept for status summaries (each holds its context's records).
+const ENDED_VIEWS_KEPT: usize = 8;
 
 /// A context's run status alone (see [`ContextReport`] for the details).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +163,8 @@ struct RunHandle {
     abort: AbortHandle,
     /// The run status is final (only readiness tracking may go on).
     finished: bool,
+    /// The records the run committed, for status summaries.
+    live: Arc<live::LiveRecords>,
 }
 
 /// The resource synchronizer.
@@ -167,6 +174,9 @@ pub struct Synchronizer {
     config: Arc<SyncConfig>,
     permits: Arc<Semaphore>,
     runs: Mutex<HashMap<String, RunHandle>>,
+    /// The live views of runs that ended, newest last: their records are final, so summaries
+    /// keep counting them in memory (a new run of the context drops its old view).
+    ended_views: Mutex<std::collections::VecDeque<(String, Arc<live::LiveRecords>)>>,
     next_run: AtomicU64,
     /// Contexts loaded for runs and status queries.
     contexts: run::ContextCache,
@@ -200,6 +210,7 @@ impl Synchronizer {
             config: Arc::new(config),
             permits,
             runs: Mutex::new(HashMap::new()),
+            ended_views: Mutex::new(std::collections::VecDeque::new()),
             next_run: AtomicU64::new(1),
             contexts: run::ContextCache::new(run::CONTEXTS_CACHED),
             me: me.clone(),
@@ -305,13 +316,17 @@ impl Synchronizer {
             }
             running.abort.abort();
         }
+        self.lock_ended_views()
+            .retain(|(context, _)| context != ctx);
         let id = self.next_run.fetch_add(1, Ordering::Relaxed);
         let (stop_tx, stop_rx) = watch::channel(stopped);
+        let live = Arc::new(live::LiveRecords::default());
         let spec = run::RunSpec {
             ctx: ctx.to_owned(),
             op: op.op,
             op_rev,
             status,
+            live: live.clone(),
         };
         let task = tokio::spawn(run::run(self.clone(), spec, stop_rx, id));
         runs.insert(
@@ -322,6 +337,7 @@ impl Synchronizer {
                 stop: stop_tx,
                 abort: task.abort_handle(),
                 finished: false,
+                live,
             },
         );
         Ok(())
@@ -345,13 +361,43 @@ impl Synchronizer {
         if let Some(running) = self.lock_runs().remove(ctx) {
             running.abort.abort();
         }
+        self.lock_ended_views()
+            .retain(|(context, _)| context != ctx);
     }
 
     fn run_ended(&self, ctx: &str, id: u64) {
         let mut runs = self.lock_runs();
-        if runs.get(ctx).is_some_and(|running| running.id == id) {
-            runs.remove(ctx);
+        if runs.get(ctx).is_some_and(|running| running.id == id)
+            && let Some(ended) = runs.remove(ctx)
+        {
+            let mut views = self.lock_ended_views();
+            views.retain(|(context, _)| context != ctx);
+            views.push_back((ctx.to_owned(), ended.live));
+            while views.len() > ENDED_VIEWS_KEPT {
+                views.pop_front();
+            }
         }
+    }
+
+    fn lock_ended_views(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(String, Arc<live::LiveRecords>)>>
+    {
+        self.ended_views
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The in-memory records of `context_id`: its running run's, else those of its run that
+    /// ended last (if still kept).
+    fn live_view(&self, context_id: &str) -> Option<Arc<live::LiveRecords>> {
+        if let Some(running) = self.lock_runs().get(context_id) {
+            return Some(running.live.clone());
+        }
+        self.lock_ended_views()
+            .iter()
+            .find(|(context, _)| context == context_id)
+            .map(|(_, view)| view.clone())
     }
 
     fn run_finished(&self, ctx: &str, op_rev: u64) {
@@ -509,52 +555,26 @@ impl Synchronizer {
         context_id: &str,
         query: &StatusQuery,
     ) -> Result<Option<ContextTally>, SyncError> {
+        // A context run by this synchronizer: its records are in memory, as committed.
+        if let Some(live) = self.live_view(context_id)
+            && let Some(run) = self.run_status(context_id).await?
+            && let Ok(context) =
+                run::load_context(self.store.as_ref(), &self.contexts, context_id).await?
+            && let Some(tally) = live.read(|records| {
+                tally_of(&context, query, |app, cluster| {
+                    records.get(app).and_then(|clusters| clusters.get(cluster))
+                })
+            })
+        {
+            return Ok(Some(context_tally(run, &context, query, tally)));
+        }
         let Some((run, context, records)) = self.read_records(context_id).await? else {
             return Ok(None);
         };
-        let mut tally = Tally::default();
-        for app in context
-            .apps
-            .iter()
-            .filter(|app| query.selects_app(&app.name))
-        {
-            for cluster in app
-                .clusters
-                .keys()
-                .filter(|cluster| query.selects_cluster(&cluster.provider, &cluster.cluster))
-            {
-                let objects = app.objects_for(cluster).map_or(0, <[_]>::len);
-                let key = records::app_cluster_key(context_id, &app.name, cluster);
-                // As in the full report: a record that does not match the context's objects
-                // counts as nothing done yet.
-                match records
-                    .get(&key)
-                    .filter(|record| record.objects.len() == objects)
-                {
-                    Some(record) => {
-                        for object in &record.objects {
-                            tally.add(query.kind, Some(object.deployed), object.ready);
-                        }
-                    }
-                    None => {
-                        for _ in 0..objects {
-                            tally.add(query.kind, Some(DeployedStatus::Pending), None);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Some(ContextTally {
-            status: run.status,
-            apps: context.apps.iter().map(|app| app.name.clone()).collect(),
-            clusters: context
-                .apps
-                .iter()
-                .flat_map(|app| app.clusters.keys())
-                .map(|cluster| format!("{}+{}", cluster.provider, cluster.cluster))
-                .collect(),
-            tally,
-        }))
+        let tally = tally_of(&context, query, |app, cluster| {
+            records.get(&records::app_cluster_key(context_id, app, cluster))
+        });
+        Ok(Some(context_tally(run, &context, query, tally)))
     }
 
     /// The run status of `context_id` and, per app and cluster, what was done; `None` when no
@@ -607,6 +627,14 @@ impl Synchronizer {
         )))
     }
 
+    /// Whether status summaries of `context_id` are counted from its run's records in memory
+    /// (this synchronizer runs the context, or ran it recently, and the run had loaded the
+    /// stored records) rather than from the store.
+    pub fn counts_in_memory(&self, context_id: &str) -> bool {
+        self.live_view(context_id)
+            .is_some_and(|view| view.read(|_| ()).is_some())
+    }
+
     /// Whether a run of `context_id` is in progress in this synchronizer (readiness tracking
     /// after the run finished does not count).
     pub fn is_running(&self, context_id: &str) -> bool {
@@ -621,6 +649,74 @@ impl Synchronizer {
         for (_, running) in self.lock_runs().drain() {
             running.abort.abort();
         }
+    }
+}
+
+/// Counts the objects of the apps and clusters `query` selects, each app-cluster's from its
+/// record (`record_of(app, cluster)`); a missing record, or one that does not match the
+/// context's objects (as in the full report), counts as nothing done yet.
+fn tally_of<'r>(
+    context: &AppContext,
+    query: &StatusQuery,
+    record_of: impl Fn(&str, &ClusterId) -> Option<&'r Arc<AppClusterRecord>>,
+) -> Tally {
+    let mut tally = Tally::default();
+    for app in context
+        .apps
+        .iter()
+        .filter(|app| query.selects_app(&app.name))
+    {
+        for (cluster, assignment) in app
+            .clusters
+            .iter()
+            .filter(|(cluster, _)| query.selects_cluster(&cluster.provider, &cluster.cluster))
+        {
+            let objects = app
+                .variants
+                .get(&assignment.variant)
+                .map_or(0, |variant| variant.objects.len());
+            match record_of(&app.name, cluster).filter(|record| record.objects.len() == objects) {
+                Some(record) => {
+                    for object in &record.objects {
+                        tally.add(query.kind, Some(object.deployed), object.ready);
+                    }
+                }
+                None => {
+                    for _ in 0..objects {
+                        tally.add(query.kind, Some(DeployedStatus::Pending), None);
+                    }
+                }
+            }
+        }
+    }
+    tally
+}
+
+fn context_tally(
+    run: RunStatus,
+    context: &AppContext,
+    query: &StatusQuery,
+    tally: Tally,
+) -> ContextTally {
+    let unknown_cluster = query
+        .clusters
+        .iter()
+        .find(|wanted| {
+            let cluster = match wanted.split_once('+') {
+                Some((provider, cluster)) => ClusterId::new(provider, cluster),
+                None => return true,
+            };
+            !context
+                .apps
+                .iter()
+                .any(|app| app.clusters.contains_key(&cluster))
+        })
+        .cloned();
+    ContextTally {
+        status: run.status,
+        apps: context.apps.iter().map(|app| app.name.clone()).collect(),
+        unknown_cluster,
+        tally,
     }
 }
 

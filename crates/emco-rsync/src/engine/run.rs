@@ -16,6 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use super::flush::Flusher;
 use super::link::{Link, stopped};
+use super::live::{LiveRecords, RecordsByApp};
 use super::prepare::{PreparedVariant, deployment_id, prepare};
 use super::records::{
     self, AppClusterRecord, AppClusterState, ClusterRecord, OpKind, StatusRecord,
@@ -69,6 +70,8 @@ pub struct RunSpec {
     pub op: OpKind,
     pub op_rev: u64,
     pub status: StatusRecord,
+    /// Where the run's committed records are kept for status summaries.
+    pub live: Arc<LiveRecords>,
 }
 
 /// How many leftovers a failed terminate names in its status message.
@@ -251,6 +254,7 @@ async fn execute(
         op,
         op_rev,
         status,
+        live,
     } = spec;
     let config = sync.config.clone();
     let (superseded_tx, mut superseded) = watch::channel(false);
@@ -260,6 +264,7 @@ async fn execute(
         op_rev,
         config.store_retry,
         config.record_linger,
+        live.clone(),
         superseded_tx,
     );
     let mut flushing = JoinSet::new();
@@ -328,6 +333,7 @@ async fn execute(
         });
     }
 
+    let mut seen: RecordsByApp = HashMap::new();
     let mut clusters: BTreeMap<&ClusterId, Vec<Slot>> = BTreeMap::new();
     let mut outstanding = 0;
     let mut failed = false;
@@ -338,7 +344,13 @@ async fn execute(
                 continue; // `load` validated that every assignment's variant exists.
             };
             let key = records::app_cluster_key(&ctx, &app.name, cluster);
-            let record = starting_record(found.remove(&key), op_rev, variant.objects.len());
+            let stored = found.remove(&key);
+            if let Some(stored) = &stored {
+                seen.entry(app.name.clone())
+                    .or_default()
+                    .insert(cluster.clone(), Arc::new(stored.clone()));
+            }
+            let record = starting_record(stored, op_rev, variant.objects.len());
             let slot = Slot::new(app_index, variant.clone(), key, record);
             match slot.record.state {
                 AppClusterState::Pending => outstanding += 1,
@@ -360,6 +372,9 @@ async fn execute(
             clusters.entry(cluster).or_default().push(slot);
         }
     }
+
+    // From here on, status summaries of the context count the run's records in memory.
+    live.seed(seen);
 
     let shared = Arc::new(RunShared {
         op,

@@ -264,10 +264,12 @@ impl Worker {
         let slot = &mut self.slots[index];
         slot.record.connectivity = self.link.connectivity;
         slot.record.updated_ms = records::now_ms();
-        let ack = self
-            .shared
-            .flusher
-            .put_detached(slot.key.clone(), records::to_bytes(&slot.record));
+        let ack = self.shared.flusher.put_record(
+            slot.key.clone(),
+            &self.shared.apps[slot.app].name,
+            &self.link.cluster,
+            &slot.record,
+        );
         self.pending.push((index, ack));
         Ok(())
     }
@@ -701,16 +703,19 @@ impl Worker {
             let slot = &mut self.slots[index];
             slot.record.connectivity = self.link.connectivity;
             slot.record.updated_ms = now;
-            writes.push(
-                self.shared
-                    .flusher
-                    .put(slot.key.clone(), records::to_bytes(&slot.record)),
-            );
+            writes.push(self.shared.flusher.put_record(
+                slot.key.clone(),
+                &self.shared.apps[slot.app].name,
+                &self.link.cluster,
+                &slot.record,
+            ));
         }
-        futures::future::try_join_all(writes)
-            .await
-            .map(|_| ())
-            .map_err(|_| Halt::Superseded)
+        for write in writes {
+            if !matches!(write.await, Ok(Ok(()))) {
+                return Err(Halt::Superseded);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the slot's record durably.
@@ -718,11 +723,16 @@ impl Worker {
         let slot = &mut self.slots[index];
         slot.record.connectivity = self.link.connectivity;
         slot.record.updated_ms = records::now_ms();
-        self.shared
-            .flusher
-            .put(slot.key.clone(), records::to_bytes(&slot.record))
-            .await
-            .map_err(|_| Halt::Superseded)
+        let write = self.shared.flusher.put_record(
+            slot.key.clone(),
+            &self.shared.apps[slot.app].name,
+            &self.link.cluster,
+            &slot.record,
+        );
+        match write.await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Halt::Superseded),
+        }
     }
 
     /// Counts a slot that reached its end state in this run.
