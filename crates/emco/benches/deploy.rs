@@ -66,6 +66,9 @@ use emco_helm::{HelmConfig, HelmRenderer, RenderRequest, Renderer};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
+#[path = "../tests/support/archive.rs"]
+mod archive;
+use archive::tar_gz;
 #[path = "support/proc_usage.rs"]
 mod proc_usage;
 use proc_usage::{Usage, usage};
@@ -490,19 +493,6 @@ spec:
 /// Objects each chart renders to without extra ConfigMaps (every template but the helpers and
 /// the extra ConfigMaps).
 const FIXED_OBJECTS: usize = TEMPLATES.len() - 2;
-
-fn tar_gz(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
-    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut tar = tar::Builder::new(encoder);
-    for (path, contents) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(contents.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, path, contents.as_slice())?;
-    }
-    Ok(tar.into_inner()?.finish()?)
-}
 
 /// An app's chart and profile; the profile asks for `extra` ConfigMaps beyond the fixed ten.
 fn app_archives(name: &str, extra: usize) -> anyhow::Result<AppArchives> {

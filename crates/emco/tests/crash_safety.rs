@@ -62,6 +62,10 @@ use anyhow::{Context, bail, ensure};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+#[path = "support/archive.rs"]
+mod archive;
+use archive::tar_gz;
+
 const CLUSTERS: usize = 10;
 const CLUSTER_PREFIX: &str = "edge-";
 const PROVIDER: &str = "sim";
@@ -189,19 +193,6 @@ spec:
           image: {{ .Values.image }}
           command: ["/bin/sh", "-c", "echo migrating the schema"]
 "#;
-
-fn tar_gz(files: &[(String, String)]) -> anyhow::Result<Vec<u8>> {
-    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut tar = tar::Builder::new(encoder);
-    for (path, contents) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(contents.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, path, contents.as_bytes())?;
-    }
-    Ok(tar.into_inner()?.finish()?)
-}
 
 fn chart_archive(app: &AppSpec) -> anyhow::Result<Vec<u8>> {
     let name = app.name;

@@ -11,6 +11,7 @@ use anyhow::{Context, bail, ensure};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub mod archive;
 #[path = "../conformance/hub.rs"]
 pub mod hub;
 
@@ -467,19 +468,7 @@ where
     }
 }
 
-/// A gzipped tar archive of `files` (path, contents).
-pub fn tar_gz(files: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
-    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut tar = tar::Builder::new(encoder);
-    for (path, contents) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(contents.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, path, contents.as_bytes())?;
-    }
-    Ok(tar.into_inner()?.finish()?)
-}
+pub use archive::tar_gz;
 
 /// A chart `name` with `templates` (file name, text) and `values`.
 pub fn chart(name: &str, values: &str, templates: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
