@@ -127,9 +127,6 @@ pub enum SyncError {
     Superseded,
 }
 
-/// App-cluster records by their store key.
-type RecordsByKey = HashMap<String, Arc<AppClusterRecord>>;
-
 /// What a status summary needs of a context: see [`Synchronizer::context_tally`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextTally {
@@ -514,7 +511,7 @@ impl Synchronizer {
     async fn read_records(
         &self,
         context_id: &str,
-    ) -> Result<Option<(RunStatus, Arc<AppContext>, RecordsByKey)>, SyncError> {
+    ) -> Result<Option<(RunStatus, Arc<AppContext>, Arc<run::ParsedRecords>)>, SyncError> {
         let Some(run) = self.run_status(context_id).await? else {
             return Ok(None);
         };
@@ -533,17 +530,16 @@ impl Synchronizer {
         // Records whose revision did not move since the last query are not parsed again.
         let mut parsed_before = self.contexts.take_records(context_id);
         let mut parsed = run::ParsedRecords::with_capacity(listed.len());
-        let mut by_key = HashMap::with_capacity(listed.len());
         for entry in listed {
             let record = match parsed_before.remove(&entry.key) {
                 Some((revision, record)) if revision == entry.mod_revision => record,
                 _ => Arc::new(parse::<AppClusterRecord>(&entry.key, &entry.value)?),
             };
-            by_key.insert(entry.key.clone(), record.clone());
             parsed.insert(entry.key, (entry.mod_revision, record));
         }
-        self.contexts.keep_records(context_id, parsed);
-        Ok(Some((run, context, by_key)))
+        let parsed = Arc::new(parsed);
+        self.contexts.keep_records(context_id, parsed.clone());
+        Ok(Some((run, context, parsed)))
     }
 
     /// The counts a status summary shows for `query` (its `app=` and `cluster=` filters
@@ -572,7 +568,9 @@ impl Synchronizer {
             return Ok(None);
         };
         let tally = tally_of(&context, query, |app, cluster| {
-            records.get(&records::app_cluster_key(context_id, app, cluster))
+            records
+                .get(&records::app_cluster_key(context_id, app, cluster))
+                .map(|(_, record)| record)
         });
         Ok(Some(context_tally(run, &context, query, tally)))
     }
@@ -588,7 +586,7 @@ impl Synchronizer {
         };
         let prefix = records::app_cluster_prefix(context_id);
         let mut app_clusters = HashMap::with_capacity(by_key.len());
-        for (key, record) in by_key {
+        for (key, (_, record)) in by_key.iter() {
             let Some((app, cluster)) = key
                 .strip_prefix(&prefix)
                 .and_then(|rest| rest.split_once('/'))
@@ -598,7 +596,7 @@ impl Synchronizer {
             let Ok(cluster) = serde_json::from_value::<ClusterId>(cluster.into()) else {
                 continue;
             };
-            app_clusters.insert((app.to_owned(), cluster), record);
+            app_clusters.insert((app.to_owned(), cluster), record.clone());
         }
 
         let prefix = records::cluster_prefix(context_id);

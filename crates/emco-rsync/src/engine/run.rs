@@ -113,7 +113,7 @@ struct CachedContext {
     context: Arc<AppContext>,
     /// The records the last status query parsed (a record whose revision did not move is not
     /// parsed again).
-    records: ParsedRecords,
+    records: Arc<ParsedRecords>,
 }
 
 /// Contexts loaded lately, each with the store revision of its `meta` key. A context is
@@ -161,21 +161,24 @@ impl ContextCache {
             id: ctx.to_owned(),
             meta_revision,
             context,
-            records: HashMap::new(),
+            records: Arc::default(),
         });
     }
 
     /// Takes the records parsed for `ctx` last time (empty when none are kept).
     pub fn take_records(&self, ctx: &str) -> ParsedRecords {
-        self.lock()
+        let taken = self
+            .lock()
             .iter_mut()
             .find(|entry| entry.id == ctx)
             .map(|entry| std::mem::take(&mut entry.records))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // Shared only while a concurrent query still reads the previous set.
+        Arc::try_unwrap(taken).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// Keeps `records` for the next status query of `ctx` (while its context is cached).
-    pub fn keep_records(&self, ctx: &str, records: ParsedRecords) {
+    pub fn keep_records(&self, ctx: &str, records: Arc<ParsedRecords>) {
         if let Some(entry) = self.lock().iter_mut().find(|entry| entry.id == ctx) {
             entry.records = records;
         }
@@ -734,8 +737,11 @@ mod tests {
         assert_eq!(cache.len(), 2);
         // Parsed records are kept with their context, and go with it.
         let record = Arc::new(AppClusterRecord::default());
-        cache.keep_records("a", [("k".to_owned(), (7, record.clone()))].into());
-        cache.keep_records("gone", [("k".to_owned(), (7, record))].into());
+        cache.keep_records(
+            "a",
+            Arc::new([("k".to_owned(), (7, record.clone()))].into()),
+        );
+        cache.keep_records("gone", Arc::new([("k".to_owned(), (7, record))].into()));
         assert_eq!(cache.take_records("a")["k"].0, 7);
         assert!(cache.take_records("a").is_empty(), "taken");
         assert!(cache.take_records("gone").is_empty(), "not cached");
