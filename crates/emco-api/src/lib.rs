@@ -227,9 +227,9 @@ pub fn route_table() -> Vec<RouteDoc> {
         );
         d.responses = vec![
             (202, "accepted"),
+            (400, "bad request body"),
             (404, "not found"),
             (409, "not allowed in the current state"),
-            (501, "not available yet"),
         ];
         out.push(d);
     }
@@ -398,8 +398,11 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             a => router.route(
                 &path,
                 post(
-                    move |State(s): State<AppState>, Path(p): resources::PathParams| async move {
-                        lifecycle::deploy_action(s, p, a).await
+                    move |State(s): State<AppState>,
+                          Path(p): resources::PathParams,
+                          headers: axum::http::HeaderMap,
+                          body: bytes::Bytes| async move {
+                        lifecycle::deploy_action(s, p, a, headers, body).await
                     },
                 ),
             ),

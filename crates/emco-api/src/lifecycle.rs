@@ -1,8 +1,8 @@
 //! Lifecycle endpoints of deployment intent groups and logical clouds.
 //!
 //! The state machine lives in `emco_core::lifecycle`; this module loads and stores the state next
-//! to the resource. Instantiate, terminate, stop and status go to `emco_deploy::Deployer`; update,
-//! rollback and migrate answer 501 after the state checks until the update issue (#6).
+//! to the resource. Instantiate, terminate, stop, update, rollback, migrate and status go to
+//! `emco_deploy::Deployer`.
 
 use std::collections::HashMap;
 
@@ -88,20 +88,27 @@ fn deployer(state: &AppState) -> ApiResult<&emco_deploy::Deployer> {
     })
 }
 
-/// Instantiate, terminate and stop go to the deployer; update, rollback and migrate check the
-/// state and then answer 501 until the update issue (#6) lands.
+/// Instantiate, terminate, stop, update, rollback and migrate go to the deployer. `body` is
+/// read by rollback and migrate (as upstream: empty is a 400, not JSON a 422, a bad field a
+/// 400 naming it). Update answers the new revision number, as upstream.
 pub async fn deploy_action(
     state: AppState,
     params: Vec<(String, String)>,
     action: Action,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
 ) -> ApiResult<Response> {
     let key = dig_key(&params)?;
+    let request = match action {
+        Action::Rollback | Action::Migrate => Some(crate::body::decode(&headers, body).await?.json),
+        _ => None,
+    };
     // The state rules first, so a refused action is a 409 whatever this hub can deploy.
     let (status, _) = load::<DigStatus>(&state, &key).await?;
     status
-        .clone()
-        .apply(action, String::new())
+        .next_state(action)
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    let bad = |e: emco_core::validate::ValidationError| ApiError::BadRequest(e.to_string());
     match action {
         Action::Instantiate => {
             deployer(&state)?.instantiate(&key).await?;
@@ -113,11 +120,23 @@ pub async fn deploy_action(
                 "approve is routed to its own handler".into(),
             ));
         }
-        Action::Update | Action::Rollback | Action::Migrate => {
-            return Err(ApiError::NotImplemented(format!(
-                "{action:?} of {key}: updating a deployed group is not available in this build yet (EMCO-rs issue #6); the state ({:?}) is unchanged",
-                status.state
-            )));
+        Action::Update => {
+            let updated = deployer(&state)?.update(&key).await?;
+            return Ok((StatusCode::ACCEPTED, axum::Json(updated.revision)).into_response());
+        }
+        Action::Rollback => {
+            let revision = emco_core::lifecycle::rollback_revision(
+                request.as_ref().unwrap_or(&serde_json::Value::Null),
+            )
+            .map_err(bad)?;
+            deployer(&state)?.rollback(&key, revision).await?;
+        }
+        Action::Migrate => {
+            let (version, group) = emco_core::lifecycle::migrate_target(
+                request.as_ref().unwrap_or(&serde_json::Value::Null),
+            )
+            .map_err(bad)?;
+            deployer(&state)?.migrate(&key, &version, &group).await?;
         }
     }
     Ok(StatusCode::ACCEPTED.into_response())

@@ -178,8 +178,8 @@ pub enum Phase {
     Hook { weight: i64, events: HookEvents },
 }
 
-/// The lifecycle events a hook runs at (the install and delete ones; upgrade and rollback hooks
-/// belong to the update issue, test hooks never reach a context).
+/// The lifecycle events a hook runs at (test hooks never reach a context). Upgrade hooks run
+/// when an update changes the app on a cluster, rollback hooks when a rollback does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HookEvents {
@@ -191,11 +191,26 @@ pub struct HookEvents {
     pub pre_delete: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub post_delete: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_upgrade: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_upgrade: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_rollback: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_rollback: bool,
 }
 
 impl HookEvents {
     pub fn is_empty(self) -> bool {
-        !(self.pre_install || self.post_install || self.pre_delete || self.post_delete)
+        !(self.pre_install
+            || self.post_install
+            || self.pre_delete
+            || self.post_delete
+            || self.pre_upgrade
+            || self.post_upgrade
+            || self.pre_rollback
+            || self.post_rollback)
     }
 }
 

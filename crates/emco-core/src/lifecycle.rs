@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::key::ResourceKey;
+use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DigState {
@@ -32,11 +33,9 @@ impl DigState {
     /// Whether resources are meant to be on clusters in this state (then the group cannot be
     /// deleted). A stopped terminate is not: its run finishes (leaving what it could not delete
     /// reported in status), and the group may be terminated again, instantiated or deleted.
+    /// Updated is the state of a group migrated to another one: its deployment moved there.
     pub fn is_deployed(self) -> bool {
-        matches!(
-            self,
-            DigState::Instantiated | DigState::InstantiateStopped | DigState::Updated
-        )
+        matches!(self, DigState::Instantiated | DigState::InstantiateStopped)
     }
 }
 
@@ -130,8 +129,8 @@ impl DigStatus {
         true
     }
 
-    /// Moves the state machine; `time` is recorded with the new state.
-    pub fn apply(&mut self, action: Action, time: String) -> Result<(), TransitionError> {
+    /// The state `action` leads to from the current one, or why it is refused.
+    pub fn next_state(&self, action: Action) -> Result<DigState, TransitionError> {
         use DigState as S;
         let refuse = |hint| {
             Err(TransitionError {
@@ -140,45 +139,133 @@ impl DigStatus {
                 hint,
             })
         };
-        let next = match (action, self.state) {
-            (Action::Approve, S::Created | S::Terminated | S::TerminateStopped) => S::Approved,
+        match (action, self.state) {
+            (Action::Approve, S::Created | S::Terminated | S::TerminateStopped | S::Updated) => {
+                Ok(S::Approved)
+            }
             // Upstream's conformance corpus expects approving twice to be refused.
-            (Action::Approve, S::Approved) => return refuse("it is already approved"),
-            (Action::Approve, _) => return refuse("it is deployed; terminate it first"),
+            (Action::Approve, S::Approved) => refuse("it is already approved"),
+            (Action::Approve, _) => refuse("it is deployed; terminate it first"),
             // As upstream: a terminated group may be instantiated again without a new approval.
             (Action::Instantiate, S::Approved | S::Terminated | S::TerminateStopped) => {
-                S::Instantiated
+                Ok(S::Instantiated)
             }
-            (Action::Instantiate, S::Created) => return refuse("approve it first"),
-            (Action::Instantiate, _) => return refuse("it is already instantiated"),
+            (Action::Instantiate, S::Created | S::Updated) => refuse("approve it first"),
+            (Action::Instantiate, _) => refuse("it is already instantiated"),
             // Terminating again after a stopped terminate retries what was left.
-            (Action::Terminate, s) if s.is_deployed() || s == S::TerminateStopped => S::Terminated,
-            (Action::Terminate, _) => return refuse("it is not instantiated"),
-            (Action::Stop, S::Instantiated | S::Updated) => S::InstantiateStopped,
-            (Action::Stop, S::Terminated) => S::TerminateStopped,
-            (Action::Stop, _) => return refuse("no instantiate or terminate is in progress"),
-            (Action::Update | Action::Rollback | Action::Migrate, S::Instantiated | S::Updated) => {
-                S::Updated
+            (Action::Terminate, s) if s.is_deployed() || s == S::TerminateStopped => {
+                Ok(S::Terminated)
+            }
+            (Action::Terminate, S::Updated) => {
+                refuse("it was migrated; terminate the group it was migrated to")
+            }
+            (Action::Terminate, _) => refuse("it is not instantiated"),
+            (Action::Stop, S::Instantiated) => Ok(S::InstantiateStopped),
+            (Action::Stop, S::Terminated) => Ok(S::TerminateStopped),
+            (Action::Stop, _) => refuse("no instantiate, update or terminate is in progress"),
+            // As upstream: an update records the revision it leaves as Updated and the new one
+            // as Instantiated, so the group stays Instantiated.
+            (Action::Update | Action::Rollback, S::Instantiated | S::InstantiateStopped) => {
+                Ok(S::Instantiated)
+            }
+            // The source of a migrate ends Updated: its deployment now belongs to the target.
+            (Action::Migrate, S::Instantiated | S::InstantiateStopped) => Ok(S::Updated),
+            (Action::Update | Action::Rollback | Action::Migrate, S::Updated) => {
+                refuse("it was migrated to another group")
             }
             (Action::Update | Action::Rollback | Action::Migrate, _) => {
-                return refuse("it is not instantiated");
+                refuse("it is not instantiated")
             }
-        };
-        self.state = next;
-        let instance = match next {
-            S::Approved => String::new(),
-            _ => self.current_context().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Moves the state machine; `time` is recorded with the new state. Update, rollback and
+    /// migrate record two entries: use [`DigStatus::update_to`] and [`DigStatus::migrate_in`].
+    pub fn apply(&mut self, action: Action, time: String) -> Result<(), TransitionError> {
+        let next = self.next_state(action)?;
+        if matches!(action, Action::Update | Action::Rollback) {
+            return Err(TransitionError {
+                action,
+                state: self.state,
+                hint: "an update needs its target revision (DigStatus::update_to)",
+            });
+        }
+        self.push(next, time, self.revision, None);
+        Ok(())
+    }
+
+    fn push(&mut self, state: DigState, time: String, revision: u64, instance: Option<&str>) {
+        self.state = state;
+        let instance = match (state, instance) {
+            (_, Some(instance)) => instance.to_owned(),
+            (DigState::Approved, None) => String::new(),
+            (_, None) => self.current_context().unwrap_or_default().to_owned(),
         };
         self.actions.push(ActionRecord {
-            state: next,
+            state,
             time,
-            revision: self.revision,
+            revision,
             instance,
         });
-        self.delete_blocked = next
+        self.delete_blocked = state
             .is_deployed()
             .then(|| "the deployment intent group is instantiated; terminate it first".to_owned());
-        Ok(())
+    }
+
+    /// Update or rollback to the app context `target`: the revision left is recorded as
+    /// Updated, `target` as the next revision, Instantiated (upstream's two entries). The
+    /// status context stays (objects keep their `emco/deployment-id`). Returns the new revision.
+    pub fn update_to(
+        &mut self,
+        action: Action,
+        target: &str,
+        time: String,
+    ) -> Result<u64, TransitionError> {
+        if !matches!(action, Action::Update | Action::Rollback) {
+            return Err(TransitionError {
+                action,
+                state: self.state,
+                hint: "not an update",
+            });
+        }
+        let next = self.next_state(action)?;
+        self.push(DigState::Updated, time.clone(), self.revision, None);
+        let revision = self.revision + 1;
+        self.revision = revision;
+        self.push(next, time, revision, Some(target));
+        Ok(revision)
+    }
+
+    /// The target of a migrate (an approved group of another version of the composite app):
+    /// Instantiated with `context` as its first revision, tracking status in the source's
+    /// status context.
+    pub fn migrate_in(
+        &mut self,
+        context: &str,
+        status_context: &str,
+        time: String,
+    ) -> Result<u64, TransitionError> {
+        if self.state != DigState::Approved {
+            return Err(TransitionError {
+                action: Action::Migrate,
+                state: self.state,
+                hint: "the target of a migrate must be approved (and not instantiated)",
+            });
+        }
+        let revision = self.revision + 1;
+        self.revision = revision;
+        self.status_context_id = status_context.to_owned();
+        self.push(DigState::Instantiated, time, revision, Some(context));
+        Ok(revision)
+    }
+
+    /// The app context of `revision`, as upstream finds it for a rollback: the first action
+    /// recorded with that revision and a context.
+    pub fn context_of_revision(&self, revision: u64) -> Option<&str> {
+        self.actions
+            .iter()
+            .find(|action| action.revision == revision && !action.instance.is_empty())
+            .map(|action| action.instance.as_str())
     }
 }
 
@@ -190,10 +277,83 @@ pub fn status_document(key: &ResourceKey, dig: &Value, status: &DigStatus) -> Va
         "compositeAppVersion": key.get("compositeAppVersion"),
         "compositeProfile": dig.pointer("/spec/compositeProfile"),
         "name": key.name(),
-        "states": { "actions": status.actions },
+        "states": {
+            "statusctxid": status.status_context_id,
+            "actions": status.actions,
+        },
         "status": status.state,
         "deployedStatus": status.state,
     })
+}
+
+/// The body of `POST .../rollback` (upstream's `rollback.json`): the revision to return to.
+/// Upstream's schema types `spec.revision` as a string (`"2"`); a JSON number is accepted too.
+pub fn rollback_revision(body: &Value) -> Result<u64, ValidationError> {
+    let invalid = |path: &str, message: &str| ValidationError {
+        path: path.to_owned(),
+        message: message.to_owned(),
+    };
+    check_description(body)?;
+    let spec = body
+        .get("spec")
+        .ok_or_else(|| invalid("spec", "is required"))?;
+    let revision = spec
+        .get("revision")
+        .ok_or_else(|| invalid("spec.revision", "is required"))?;
+    let parsed = match revision {
+        Value::String(text) => text.trim().parse::<u64>().ok(),
+        Value::Number(number) => number.as_u64(),
+        _ => None,
+    };
+    match parsed {
+        Some(revision) if revision > 0 => Ok(revision),
+        _ => Err(invalid(
+            "spec.revision",
+            "must be a revision number of the group (1, 2, ...), as a string",
+        )),
+    }
+}
+
+/// The body of `POST .../migrate` (upstream's `migrate.json`): the target composite app
+/// version and deployment intent group.
+pub fn migrate_target(body: &Value) -> Result<(String, String), ValidationError> {
+    check_description(body)?;
+    let field = |name: &str| -> Result<String, ValidationError> {
+        let path = format!("spec.{name}");
+        let value = body
+            .pointer(&format!("/spec/{name}"))
+            .ok_or_else(|| ValidationError {
+                path: path.clone(),
+                message: "is required".into(),
+            })?;
+        let text = value.as_str().ok_or_else(|| ValidationError {
+            path: path.clone(),
+            message: "must be a string".into(),
+        })?;
+        crate::validate::validate_name(&path, text)?;
+        Ok(text.to_owned())
+    };
+    Ok((
+        field("targetCompositeAppVersion")?,
+        field("targetDeploymentIntentGroup")?,
+    ))
+}
+
+fn check_description(body: &Value) -> Result<(), ValidationError> {
+    if !body.is_object() {
+        return Err(ValidationError {
+            path: "(root)".into(),
+            message: "must be a JSON object".into(),
+        });
+    }
+    match body.pointer("/metadata/description") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(text)) if text.len() <= 1024 => Ok(()),
+        Some(_) => Err(ValidationError {
+            path: "metadata.description".into(),
+            message: "must be a string of at most 1024 characters".into(),
+        }),
+    }
 }
 
 /// Formats seconds since the Unix epoch as RFC 3339 UTC (`2026-11-23T13:24:46Z`).
@@ -232,14 +392,82 @@ mod tests {
         s.apply(Action::Instantiate, "t2".into()).unwrap();
         assert!(s.delete_blocked.is_some());
         assert!(s.apply(Action::Approve, "t3".into()).is_err());
-        s.apply(Action::Update, "t4".into()).unwrap();
+        s.update_to(Action::Update, "ctx2", "t4".into()).unwrap();
         s.apply(Action::Terminate, "t5".into()).unwrap();
         assert_eq!(s.state, DigState::Terminated);
         assert!(s.delete_blocked.is_none());
         assert!(s.apply(Action::Terminate, "t6".into()).is_err());
         s.apply(Action::Instantiate, "t7".into()).unwrap();
         assert_eq!(s.state, DigState::Instantiated);
-        assert_eq!(s.actions.len(), 5);
+        assert_eq!(s.actions.len(), 6);
+    }
+
+    #[test]
+    fn updates_and_rollbacks_keep_a_revision_history() {
+        let mut s = DigStatus::default();
+        s.apply(Action::Approve, "t1".into()).unwrap();
+        assert!(s.update_to(Action::Update, "x", "t1b".into()).is_err());
+        s.apply(Action::Instantiate, "t2".into()).unwrap();
+        s.set_instance("ctx1", 1);
+        assert_eq!(s.update_to(Action::Update, "ctx2", "t3".into()), Ok(2));
+        assert_eq!(
+            s.state,
+            DigState::Instantiated,
+            "as upstream, still instantiated"
+        );
+        assert_eq!(s.current_context(), Some("ctx2"));
+        assert_eq!(
+            s.status_context_id, "ctx1",
+            "status stays in the first context"
+        );
+        let tail: Vec<(DigState, &str, u64)> = s.actions[2..]
+            .iter()
+            .map(|a| (a.state, a.instance.as_str(), a.revision))
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                (DigState::Updated, "ctx1", 1),
+                (DigState::Instantiated, "ctx2", 2)
+            ]
+        );
+        assert_eq!(s.context_of_revision(1), Some("ctx1"));
+        assert_eq!(s.context_of_revision(2), Some("ctx2"));
+        assert_eq!(s.context_of_revision(9), None);
+        assert_eq!(s.update_to(Action::Rollback, "ctx1", "t4".into()), Ok(3));
+        assert_eq!(s.current_context(), Some("ctx1"));
+        assert_eq!(s.context_of_revision(3), Some("ctx1"));
+        assert!(s.delete_blocked.is_some());
+        // A stopped update may be updated again or terminated.
+        s.apply(Action::Stop, "t5".into()).unwrap();
+        assert_eq!(s.update_to(Action::Update, "ctx4", "t6".into()), Ok(4));
+        assert!(s.update_to(Action::Migrate, "ctx5", "t7".into()).is_err());
+    }
+
+    #[test]
+    fn a_migrated_group_hands_its_deployment_over() {
+        let mut source = DigStatus::default();
+        source.apply(Action::Approve, "t1".into()).unwrap();
+        source.apply(Action::Instantiate, "t2".into()).unwrap();
+        source.set_instance("ctx1", 1);
+        let mut target = DigStatus::default();
+        assert!(target.migrate_in("ctxT", "ctx1", "t3".into()).is_err());
+        target.apply(Action::Approve, "t3".into()).unwrap();
+        source.apply(Action::Migrate, "t4".into()).unwrap();
+        assert_eq!(target.migrate_in("ctxT", "ctx1", "t4".into()), Ok(1));
+        assert_eq!(source.state, DigState::Updated);
+        assert!(
+            source.delete_blocked.is_none(),
+            "nothing is deployed by it any more"
+        );
+        assert!(source.apply(Action::Terminate, "t5".into()).is_err());
+        assert!(source.apply(Action::Instantiate, "t5".into()).is_err());
+        assert_eq!(target.state, DigState::Instantiated);
+        assert_eq!(target.current_context(), Some("ctxT"));
+        assert_eq!(target.status_context_id, "ctx1");
+        assert!(target.delete_blocked.is_some());
+        // The source may be approved and deployed again on its own.
+        source.apply(Action::Approve, "t6".into()).unwrap();
     }
 
     #[test]
@@ -288,6 +516,57 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["state"], "Approved");
         assert_eq!(serde_json::from_value::<DigStatus>(v).unwrap(), s);
+    }
+
+    #[test]
+    fn rollback_and_migrate_bodies() {
+        assert_eq!(
+            rollback_revision(
+                &json!({"metadata": {"description": "Test"}, "spec": {"revision": "1"}})
+            ),
+            Ok(1)
+        );
+        assert_eq!(rollback_revision(&json!({"spec": {"revision": 3}})), Ok(3));
+        for (body, path) in [
+            (json!({}), "spec"),
+            (json!({"spec": {}}), "spec.revision"),
+            (json!({"spec": {"revision": "two"}}), "spec.revision"),
+            (json!({"spec": {"revision": "0"}}), "spec.revision"),
+            (json!({"spec": {"revision": true}}), "spec.revision"),
+            (
+                json!({"metadata": {"description": 5}, "spec": {"revision": "1"}}),
+                "metadata.description",
+            ),
+            (json!([1]), "(root)"),
+        ] {
+            assert_eq!(rollback_revision(&body).unwrap_err().path, path, "{body}");
+        }
+        assert_eq!(
+            migrate_target(
+                &json!({"spec": {"targetCompositeAppVersion": "v2", "targetDeploymentIntentGroup": "dig2"}})
+            ),
+            Ok(("v2".to_owned(), "dig2".to_owned()))
+        );
+        for (body, path) in [
+            (
+                json!({"spec": {"targetDeploymentIntentGroup": "d"}}),
+                "spec.targetCompositeAppVersion",
+            ),
+            (
+                json!({"spec": {"targetCompositeAppVersion": "v2"}}),
+                "spec.targetDeploymentIntentGroup",
+            ),
+            (
+                json!({"spec": {"targetCompositeAppVersion": "v 2", "targetDeploymentIntentGroup": "d"}}),
+                "spec.targetCompositeAppVersion",
+            ),
+            (
+                json!({"spec": {"targetCompositeAppVersion": 2, "targetDeploymentIntentGroup": "d"}}),
+                "spec.targetCompositeAppVersion",
+            ),
+        ] {
+            assert_eq!(migrate_target(&body).unwrap_err().path, path, "{body}");
+        }
     }
 
     #[test]

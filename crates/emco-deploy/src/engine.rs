@@ -34,8 +34,11 @@ pub struct RunTally {
 pub trait Engine: Send + Sync {
     /// Writes to add to the transaction that instantiates (the durable work order).
     fn instantiate_ops(&self, context: &str) -> Vec<Op>;
+    /// Writes to add to the transaction that updates (or rolls back, or migrates) the
+    /// deployment of context `from` to context `to`, objects labelled with `label_context`.
+    fn update_ops(&self, from: &str, to: &str, label_context: &str, rollback: bool) -> Vec<Op>;
     /// Writes to add to the transaction that terminates.
-    fn terminate_ops(&self, context: &str) -> Vec<Op>;
+    fn terminate_ops(&self, context: &str, label_context: &str) -> Vec<Op>;
     /// Writes that remove the context's run records.
     fn forget_ops(&self, context: &str) -> Vec<Op>;
     /// Starts (or restarts) the recorded work of a context; returns at once.
@@ -90,8 +93,12 @@ impl Engine for SyncEngine {
         emco_rsync::engine::Synchronizer::instantiate_ops(context)
     }
 
-    fn terminate_ops(&self, context: &str) -> Vec<Op> {
-        emco_rsync::engine::Synchronizer::terminate_ops(context)
+    fn update_ops(&self, from: &str, to: &str, label_context: &str, rollback: bool) -> Vec<Op> {
+        emco_rsync::engine::Synchronizer::update_ops(from, to, label_context, rollback)
+    }
+
+    fn terminate_ops(&self, context: &str, label_context: &str) -> Vec<Op> {
+        emco_rsync::engine::Synchronizer::terminate_ops(context, label_context)
     }
 
     fn forget_ops(&self, context: &str) -> Vec<Op> {
@@ -147,7 +154,8 @@ impl Engine for SyncEngine {
 }
 
 /// The report's facts, with each failure's reason (the object's own, else the app's on that
-/// cluster) as the resource's `detail`, so `output=detail` says why.
+/// cluster) and what the last update did to it (`lastAction`: `created` or `updated`) as the
+/// resource's `detail`, so `output=detail` says why and what changed.
 fn with_messages(report: emco_rsync::engine::ContextReport) -> Vec<AppInput> {
     report
         .apps
@@ -172,12 +180,20 @@ fn with_messages(report: emco_rsync::engine::ContextReport) -> Vec<AppInput> {
                                         .then(|| app_error.clone())
                                         .flatten()
                                 });
+                                let mut detail = serde_json::Map::new();
+                                if let Some(message) = message {
+                                    detail.insert("message".into(), message.into());
+                                }
+                                if let Some(action) = resource.last_action {
+                                    detail.insert("lastAction".into(), serde_json::json!(action));
+                                }
                                 ResourceInput {
                                     name: resource.name,
                                     gvk: resource.gvk,
                                     deployed: Some(resource.deployed),
                                     ready: resource.ready,
-                                    detail: message.map(|m| serde_json::json!({ "message": m })),
+                                    detail: (!detail.is_empty())
+                                        .then_some(serde_json::Value::Object(detail)),
                                 }
                             })
                             .collect(),

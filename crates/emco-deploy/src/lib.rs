@@ -69,6 +69,9 @@ pub struct Instantiated {
 
 /// The deploy service of one hub.
 pub struct Deployer {
+    /// One lock per group: lifecycle calls on a group are serialised in this hub (across hubs
+    /// the state's revision check refuses the later one with 409).
+    group_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     repo: Arc<Repository>,
     renderer: Arc<dyn Renderer>,
     engine: Arc<dyn Engine>,
@@ -83,6 +86,7 @@ impl Deployer {
         engine: Arc<dyn Engine>,
     ) -> Self {
         Self {
+            group_locks: std::sync::Mutex::new(HashMap::new()),
             repo,
             renderer,
             engine,
@@ -103,6 +107,18 @@ impl Deployer {
 
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine
+    }
+
+    /// Holds the lifecycle lock of the group `key` (see `group_locks`).
+    async fn lock_group(&self, key: &ResourceKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .group_locks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     async fn load_state(&self, key: &ResourceKey) -> Result<(DigStatus, u64), DeployError> {
@@ -130,6 +146,7 @@ impl Deployer {
 
     /// `POST .../instantiate`.
     pub async fn instantiate(&self, key: &ResourceKey) -> Result<Instantiated, DeployError> {
+        let _serialised = self.lock_group(key).await;
         let (status, rev) = self.load_state(key).await?;
         let mut next = status.clone();
         next.apply(Action::Instantiate, now())
@@ -332,6 +349,7 @@ impl Deployer {
 
     /// `POST .../terminate`.
     pub async fn terminate(&self, key: &ResourceKey) -> Result<(), DeployError> {
+        let _serialised = self.lock_group(key).await;
         let (status, rev) = self.load_state(key).await?;
         let mut next = status.clone();
         next.apply(Action::Terminate, now())
@@ -340,8 +358,15 @@ impl Deployer {
             .current_context()
             .ok_or_else(|| DeployError::Conflict(format!("{key} has no deployed context")))?
             .to_owned();
+        if let Some(AppContextStatus::Updating) = self.run_status(Some(&context)).await? {
+            return Err(DeployError::Conflict(format!(
+                "{key} is being updated; wait for the update (or stop it) before terminating"
+            )));
+        }
         let doc = serde_json::to_value(&next).map_err(|e| DeployError::Internal(e.to_string()))?;
-        let ops = self.engine.terminate_ops(&context);
+        let ops = self
+            .engine
+            .terminate_ops(&context, label_context(&status, &context));
         if !self.repo.put_state_with(key, &doc, rev, ops).await? {
             return Err(DeployError::Conflict(format!(
                 "{key} changed while it was being terminated; try again"
@@ -354,16 +379,21 @@ impl Deployer {
 
     /// `POST .../stop`: ends the retries of a running instantiate or terminate.
     pub async fn stop(&self, key: &ResourceKey) -> Result<(), DeployError> {
+        let _serialised = self.lock_group(key).await;
         let (status, rev) = self.load_state(key).await?;
         let mut next = status.clone();
         next.apply(Action::Stop, now())
             .map_err(|e| DeployError::Conflict(e.to_string()))?;
         let context = status.current_context().map(str::to_owned);
         match self.run_status(context.as_deref()).await? {
-            Some(AppContextStatus::Instantiating | AppContextStatus::Terminating) => {}
+            Some(
+                AppContextStatus::Instantiating
+                | AppContextStatus::Updating
+                | AppContextStatus::Terminating,
+            ) => {}
             other => {
                 return Err(DeployError::Conflict(format!(
-                    "{key} is not instantiating or terminating ({})",
+                    "{key} is not instantiating, updating or terminating ({})",
                     other.map_or("no run".to_owned(), |s| format!("{s:?}"))
                 )));
             }
@@ -378,6 +408,234 @@ impl Deployer {
             self.engine.stop(&context).await?;
         }
         Ok(())
+    }
+
+    /// The deployed context of a group an update may start from: refused while a run of it
+    /// is still going (an update never interleaves with another operation).
+    async fn update_source(
+        &self,
+        key: &ResourceKey,
+        status: &DigStatus,
+        action: Action,
+    ) -> Result<String, DeployError> {
+        status
+            .next_state(action)
+            .map_err(|e| DeployError::Conflict(e.to_string()))?;
+        let current = status
+            .current_context()
+            .ok_or_else(|| DeployError::Conflict(format!("{key} has no deployed context")))?
+            .to_owned();
+        match self.run_status(Some(&current)).await? {
+            Some(
+                running @ (AppContextStatus::Instantiating
+                | AppContextStatus::Updating
+                | AppContextStatus::Terminating),
+            ) => Err(DeployError::Conflict(format!(
+                "{key} is still {}; wait for it (or stop it) first",
+                format!("{running:?}").to_lowercase()
+            ))),
+            _ => Ok(current),
+        }
+    }
+
+    /// Builds and stores the context of the group `key` as it is defined now.
+    async fn build_revision(
+        &self,
+        key: &ResourceKey,
+        revision: u64,
+    ) -> Result<(AppContext, Vec<String>), DeployError> {
+        let inputs = gather::gather(&self.repo, key, &self.limits).await?;
+        let rendered = self.render_all(&inputs).await?;
+        let (context, skipped) = self.build_context(&inputs, rendered, revision).await?;
+        self.store_context(&context).await?;
+        Ok((context, skipped))
+    }
+
+    /// `POST .../update`: a new revision from the group as it is defined now (charts, apps,
+    /// profiles, overrides, placement, action intents); the synchronizer applies only the
+    /// difference to the deployed revision. Returns the new revision.
+    pub async fn update(&self, key: &ResourceKey) -> Result<Instantiated, DeployError> {
+        let _serialised = self.lock_group(key).await;
+        let (status, rev) = self.load_state(key).await?;
+        let current = self.update_source(key, &status, Action::Update).await?;
+        let (context, skipped) = self.build_revision(key, status.revision + 1).await?;
+        let mut next = status.clone();
+        let revision = next
+            .update_to(Action::Update, &context.id, now())
+            .map_err(|e| DeployError::Conflict(e.to_string()))?;
+        let ops = self.engine.update_ops(
+            &current,
+            &context.id,
+            label_context(&status, &current),
+            false,
+        );
+        self.commit_update(key, &next, rev, ops, &context.id, &current)
+            .await?;
+        tracing::info!(group = %key, from = %current, to = %context.id, revision, "updating");
+        Ok(Instantiated {
+            context_id: context.id,
+            revision,
+            skipped_controllers: skipped,
+        })
+    }
+
+    /// `POST .../rollback`: back to the objects of an earlier `revision` (its context is
+    /// deployed again as the next revision, as upstream).
+    pub async fn rollback(
+        &self,
+        key: &ResourceKey,
+        revision: u64,
+    ) -> Result<Instantiated, DeployError> {
+        let _serialised = self.lock_group(key).await;
+        let (status, rev) = self.load_state(key).await?;
+        let current = self.update_source(key, &status, Action::Rollback).await?;
+        let target = status
+            .context_of_revision(revision)
+            .ok_or_else(|| {
+                DeployError::BadRequest(format!(
+                    "spec.revision: {key} has no revision {revision} (its revisions are 1 to {})",
+                    status.revision
+                ))
+            })?
+            .to_owned();
+        if target == current {
+            return Err(DeployError::Conflict(format!(
+                "{key} already runs the objects of revision {revision}"
+            )));
+        }
+        if self.load_context(&target).await?.is_none() {
+            return Err(DeployError::Internal(format!(
+                "the app context {target} of revision {revision} is no longer stored"
+            )));
+        }
+        let mut next = status.clone();
+        let new_revision = next
+            .update_to(Action::Rollback, &target, now())
+            .map_err(|e| DeployError::Conflict(e.to_string()))?;
+        let ops = self
+            .engine
+            .update_ops(&current, &target, label_context(&status, &current), true);
+        self.commit_update(key, &next, rev, ops, &target, &current)
+            .await?;
+        tracing::info!(group = %key, from = %current, to = %target, revision, new_revision, "rolling back");
+        Ok(Instantiated {
+            context_id: target,
+            revision: new_revision,
+            skipped_controllers: Vec::new(),
+        })
+    }
+
+    async fn commit_update(
+        &self,
+        key: &ResourceKey,
+        next: &DigStatus,
+        rev: u64,
+        ops: Vec<Op>,
+        to: &str,
+        from: &str,
+    ) -> Result<(), DeployError> {
+        let doc = serde_json::to_value(next).map_err(|e| DeployError::Internal(e.to_string()))?;
+        if !self.repo.put_state_with(key, &doc, rev, ops).await? {
+            return Err(DeployError::Conflict(format!(
+                "{key} changed while it was being updated; try again"
+            )));
+        }
+        self.engine.kick(to);
+        // Ends the source's readiness tracking (its operation is gone).
+        self.engine.kick(from);
+        Ok(())
+    }
+
+    /// `POST .../migrate`: moves the deployment of the group `key` to the approved group
+    /// `target_group` of version `target_version` of the same composite app. The target's
+    /// first revision is built from its own definition and reconciled against what the source
+    /// deployed (objects keep the source's `emco/deployment-id`, so unchanged ones are not sent
+    /// again); the source ends Updated, the target Instantiated.
+    pub async fn migrate(
+        &self,
+        key: &ResourceKey,
+        target_version: &str,
+        target_group: &str,
+    ) -> Result<Instantiated, DeployError> {
+        let target_key = ResourceKey::new(
+            "deploymentIntentGroup",
+            key.elements
+                .iter()
+                .map(|(name, value)| {
+                    let value = match name.as_str() {
+                        "compositeAppVersion" => target_version,
+                        "deploymentIntentGroup" => target_group,
+                        _ => value,
+                    };
+                    (name.clone(), value.to_owned())
+                })
+                .collect(),
+        );
+        if target_key == *key {
+            return Err(DeployError::BadRequest(
+                "spec.targetDeploymentIntentGroup: a group cannot be migrated to itself".into(),
+            ));
+        }
+        // Both groups' locks, in one order whoever asks.
+        let (_first, _second) = if key.to_string() < target_key.to_string() {
+            let first = self.lock_group(key).await;
+            (first, self.lock_group(&target_key).await)
+        } else {
+            let first = self.lock_group(&target_key).await;
+            (first, self.lock_group(key).await)
+        };
+        let (status, rev) = self.load_state(key).await?;
+        let current = self.update_source(key, &status, Action::Migrate).await?;
+        let (target_status, target_rev) = match self.load_state(&target_key).await {
+            Err(DeployError::Repo(RepoError::NotFound(_))) => {
+                return Err(DeployError::NotFound(format!(
+                    "the migrate's target deployment intent group {target_key} does not exist"
+                )));
+            }
+            other => other?,
+        };
+        let mut target_next = target_status.clone();
+        let status_context = label_context(&status, &current).to_owned();
+        // Checked before building: the target must be approved.
+        target_next
+            .clone()
+            .migrate_in("", &status_context, now())
+            .map_err(|e| DeployError::Conflict(format!("{target_key}: {e}")))?;
+        let (context, skipped) = self
+            .build_revision(&target_key, target_status.revision + 1)
+            .await?;
+        let revision = target_next
+            .migrate_in(&context.id, &status_context, now())
+            .map_err(|e| DeployError::Conflict(format!("{target_key}: {e}")))?;
+        let mut next = status.clone();
+        next.apply(Action::Migrate, now())
+            .map_err(|e| DeployError::Conflict(e.to_string()))?;
+        let ops = self
+            .engine
+            .update_ops(&current, &context.id, &status_context, false);
+        let doc = serde_json::to_value(&next).map_err(|e| DeployError::Internal(e.to_string()))?;
+        let target_doc =
+            serde_json::to_value(&target_next).map_err(|e| DeployError::Internal(e.to_string()))?;
+        if !self
+            .repo
+            .put_states_with(
+                &[(key, &doc, rev), (&target_key, &target_doc, target_rev)],
+                ops,
+            )
+            .await?
+        {
+            return Err(DeployError::Conflict(format!(
+                "{key} or {target_key} changed while migrating; try again"
+            )));
+        }
+        self.engine.kick(&context.id);
+        self.engine.kick(&current);
+        tracing::info!(group = %key, target = %target_key, from = %current, to = %context.id, "migrating");
+        Ok(Instantiated {
+            context_id: context.id,
+            revision,
+            skipped_controllers: skipped,
+        })
     }
 
     /// Refuses deleting a group whose terminate is still running (upstream: "has not completed
@@ -437,6 +695,16 @@ impl Deployer {
         params: &HashMap<String, Vec<String>>,
     ) -> Result<Value, DeployError> {
         status::status(self, key, params).await
+    }
+}
+
+/// The context whose id labels a group's objects: its status context (kept from the first
+/// instantiate over updates), else `current`.
+fn label_context<'a>(status: &'a DigStatus, current: &'a str) -> &'a str {
+    if status.status_context_id.is_empty() {
+        current
+    } else {
+        &status.status_context_id
     }
 }
 

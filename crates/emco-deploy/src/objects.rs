@@ -17,9 +17,8 @@ fn context_object(object: &RenderedObject, phase: Phase) -> ContextObject {
     }
 }
 
-/// The objects of `release`. Hooks that only run at upgrade, rollback or test are left out
-/// (upgrade and rollback hooks come with the update issue); CRDs from a chart's `crds/`
-/// directory are kept on uninstall, as Helm keeps them.
+/// The objects of `release`. Hooks that only run at test are left out; CRDs from a chart's
+/// `crds/` directory are kept on uninstall, as Helm keeps them.
 pub fn from_release(release: &Release) -> Vec<ContextObject> {
     let mut objects = Vec::with_capacity(release.crds.len() + release.resources.len());
     for crd in &release.crds {
@@ -37,6 +36,10 @@ pub fn from_release(release: &Release) -> Vec<ContextObject> {
             post_install: hook.spec.runs_on(HookEvent::PostInstall),
             pre_delete: hook.spec.runs_on(HookEvent::PreDelete),
             post_delete: hook.spec.runs_on(HookEvent::PostDelete),
+            pre_upgrade: hook.spec.runs_on(HookEvent::PreUpgrade),
+            post_upgrade: hook.spec.runs_on(HookEvent::PostUpgrade),
+            pre_rollback: hook.spec.runs_on(HookEvent::PreRollback),
+            post_rollback: hook.spec.runs_on(HookEvent::PostRollback),
         };
         if events.is_empty() {
             continue;
@@ -106,6 +109,14 @@ metadata:
   name: on-upgrade
   annotations:
     helm.sh/hook: pre-upgrade
+---
+# Source: app/templates/test.yaml
+apiVersion: v1
+kind: Pod
+metadata:
+  name: smoke
+  annotations:
+    helm.sh/hook: test
 "#;
 
     #[test]
@@ -124,6 +135,13 @@ metadata:
                 ..HookEvents::default()
             },
         };
+        let upgrade = Phase::Hook {
+            weight: 0,
+            events: HookEvents {
+                pre_upgrade: true,
+                ..HookEvents::default()
+            },
+        };
         assert_eq!(
             summary,
             [
@@ -131,6 +149,7 @@ metadata:
                 ("settings", Phase::Resource { order: 0 }, true),
                 ("web", Phase::Resource { order: 1 }, false),
                 ("migrate", hook, false),
+                ("on-upgrade", upgrade, false),
             ]
         );
         assert_eq!(objects[3].delete_policies, [DeletePolicy::HookSucceeded]);

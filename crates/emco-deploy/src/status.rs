@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use emco_core::appcontext::AppContext;
 use emco_core::key::ResourceKey;
+use emco_core::lifecycle::DigState;
 use emco_core::status::{
     self, AppContextStatus, AppInput, ClusterInput, Connectivity, ContextInput, DeployedStatus,
     Gvk, ResourceInput, StatusInput, StatusQuery, StatusQueryError,
@@ -60,7 +61,9 @@ pub(crate) async fn status(
     let selected = input
         .context_to_load(query.instance.as_deref())
         .map_err(query_error)?
-        .map(str::to_owned);
+        .map(str::to_owned)
+        // A group migrated away deploys nothing: its last context went to the target.
+        .filter(|_| query.instance.is_some() || input.lifecycle.state != DigState::Updated);
     if let Some(id) = &selected
         && query.is_plain_summary()
         && let Some(counted) = deployer.engine.tally(id, &query).await?

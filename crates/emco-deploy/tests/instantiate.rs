@@ -38,7 +38,13 @@ impl Engine for RecordingEngine {
             value: b"instantiate".to_vec(),
         }]
     }
-    fn terminate_ops(&self, context: &str) -> Vec<Op> {
+    fn update_ops(&self, from: &str, to: &str, _: &str, _: bool) -> Vec<Op> {
+        vec![Op::Put {
+            key: format!("test/order/{to}"),
+            value: format!("update from {from}").into_bytes(),
+        }]
+    }
+    fn terminate_ops(&self, context: &str, _: &str) -> Vec<Op> {
         vec![Op::Put {
             key: format!("test/order/{context}"),
             value: b"terminate".to_vec(),

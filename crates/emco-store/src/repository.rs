@@ -519,27 +519,40 @@ impl Repository {
         expected_revision: u64,
         extra: Vec<Op>,
     ) -> RepoResult<bool> {
-        let value = serde_json::to_vec(state).map_err(|e| RepoError::Corrupt {
-            key: key.state_key(),
-            message: e.to_string(),
-        })?;
-        let out = self
-            .store
-            .txn(Txn {
-                compares: vec![
-                    Compare::Exists(key.data_key()),
-                    Compare::ModRevision(key.state_key(), expected_revision),
-                ],
-                ops: std::iter::once(Op::Put {
-                    key: key.state_key(),
-                    value,
-                })
-                .chain(extra)
-                .collect(),
-            })
-            .await?;
-        if !out.succeeded && out.failed_compare == Some(0) {
-            return Err(RepoError::NotFound(key.clone()));
+        self.put_states_with(&[(key, state, expected_revision)], extra)
+            .await
+    }
+
+    /// Like [`Repository::put_state_with`] for the states of several resources at once (a
+    /// migrate moves two groups): all are written, with `extra`, or none. `Err(NotFound)`
+    /// names the first resource that is gone.
+    pub async fn put_states_with(
+        &self,
+        states: &[(&ResourceKey, &Value, u64)],
+        extra: Vec<Op>,
+    ) -> RepoResult<bool> {
+        let mut compares = Vec::with_capacity(states.len() * 2);
+        let mut ops = Vec::with_capacity(states.len() + extra.len());
+        for (key, state, expected_revision) in states {
+            let value = serde_json::to_vec(state).map_err(|e| RepoError::Corrupt {
+                key: key.state_key(),
+                message: e.to_string(),
+            })?;
+            compares.push(Compare::Exists(key.data_key()));
+            compares.push(Compare::ModRevision(key.state_key(), *expected_revision));
+            ops.push(Op::Put {
+                key: key.state_key(),
+                value,
+            });
+        }
+        ops.extend(extra);
+        let out = self.store.txn(Txn { compares, ops }).await?;
+        if !out.succeeded
+            && let Some(failed) = out.failed_compare
+            && failed % 2 == 0
+            && let Some((key, _, _)) = states.get(failed / 2)
+        {
+            return Err(RepoError::NotFound((*key).clone()));
         }
         Ok(out.succeeded)
     }

@@ -59,7 +59,7 @@ pub use connector::{
     Connector, DEFAULT_CLIENT_CAPACITY, StoreConnector, kubeconfig_from_blob, kubeconfig_key,
 };
 pub use prepare::{DEPLOYMENT_ID_LABEL, deployment_id};
-pub use records::{AppClusterState, HookEvent, OpKind};
+pub use records::{AppClusterState, HookEvent, LastAction, OpKind};
 pub use report::{AppReport, ClusterReport, ContextReport, ResourceReport};
 
 use records::{AppClusterRecord, ClusterRecord, OpRecord, StatusRecord, StopRecord};
@@ -218,15 +218,15 @@ impl Synchronizer {
         &self.config
     }
 
-    fn start_ops(context_id: &str, op: OpKind) -> Vec<Op> {
+    fn start_ops(context_id: &str, op: OpRecord) -> Vec<Op> {
         let status = StatusRecord {
-            status: op.running_status(),
+            status: op.op.running_status(),
             message: None,
             all_ready: false,
             updated_ms: records::now_ms(),
         };
         vec![
-            put(records::op_key(context_id), &OpRecord { op }),
+            put(records::op_key(context_id), &op),
             put(records::status_key(context_id), &status),
             Op::Delete {
                 key: records::stop_key(context_id),
@@ -237,14 +237,47 @@ impl Synchronizer {
     /// Store ops recording "instantiate `context_id`" (status `Instantiating`), for the
     /// caller's own transaction; then [`Synchronizer::kick`].
     pub fn instantiate_ops(context_id: &str) -> Vec<Op> {
-        Self::start_ops(context_id, OpKind::Instantiate)
+        Self::start_ops(context_id, OpRecord::new(OpKind::Instantiate))
     }
 
-    /// Store ops recording "terminate `context_id`" (status `Terminating`); a running
-    /// instantiate of the context is replaced when the terminate is kicked (its records are
-    /// the terminate's starting point).
-    pub fn terminate_ops(context_id: &str) -> Vec<Op> {
-        Self::start_ops(context_id, OpKind::Terminate)
+    /// Store ops recording "update the deployment of context `from` to context `to`" (status
+    /// `Updating`), objects labelled with `label_context`'s id; then kick `to` (and `from`, to
+    /// end its readiness tracking). The records of `from` are the update's starting point
+    /// (what is on the clusters); its operation and status go, and the finished update
+    /// removes its records. Earlier records of `to` (a rollback's target) are dropped.
+    pub fn update_ops(from: &str, to: &str, label_context: &str, rollback: bool) -> Vec<Op> {
+        let op = OpRecord {
+            op: OpKind::Update,
+            from: Some(from.to_owned()),
+            label: (label_context != to).then(|| label_context.to_owned()),
+            rollback,
+        };
+        let mut ops = vec![
+            Op::DeletePrefix {
+                prefix: records::app_cluster_prefix(to),
+            },
+            Op::DeletePrefix {
+                prefix: records::cluster_prefix(to),
+            },
+        ];
+        ops.extend(Self::start_ops(to, op));
+        for key in [
+            records::op_key(from),
+            records::status_key(from),
+            records::stop_key(from),
+        ] {
+            ops.push(Op::Delete { key });
+        }
+        ops
+    }
+
+    /// Store ops recording "terminate `context_id`" (status `Terminating`), objects labelled
+    /// with `label_context`'s id (hooks it applies); a running instantiate of the context is
+    /// replaced when the terminate is kicked (its records are the terminate's starting point).
+    pub fn terminate_ops(context_id: &str, label_context: &str) -> Vec<Op> {
+        let mut op = OpRecord::new(OpKind::Terminate);
+        op.label = (label_context != context_id).then(|| label_context.to_owned());
+        Self::start_ops(context_id, op)
     }
 
     /// Store ops deleting every record of `context_id` (when its deployment intent group is
@@ -321,6 +354,9 @@ impl Synchronizer {
         let spec = run::RunSpec {
             ctx: ctx.to_owned(),
             op: op.op,
+            label: op.label_context(ctx).to_owned(),
+            from: op.from.clone(),
+            rollback: op.rollback,
             op_rev,
             status,
             live: live.clone(),
@@ -724,12 +760,15 @@ fn needs_work(op: OpKind, status: &StatusRecord, stopped: bool) -> bool {
     if !records::is_finished(status.status) {
         return true;
     }
-    op == OpKind::Instantiate
+    op != OpKind::Terminate
         && !stopped
         && !status.all_ready
         && matches!(
             status.status,
-            AppContextStatus::Instantiated | AppContextStatus::InstantiateFailed
+            AppContextStatus::Instantiated
+                | AppContextStatus::InstantiateFailed
+                | AppContextStatus::Updated
+                | AppContextStatus::UpdateFailed
         )
 }
 
@@ -800,7 +839,7 @@ mod tests {
             })
             .collect();
         assert_eq!(keys, ["rsync/op/ctx", "rsync/status/ctx", "rsync/stop/ctx"]);
-        let Op::Put { value, .. } = &Synchronizer::terminate_ops("ctx")[1] else {
+        let Op::Put { value, .. } = &Synchronizer::terminate_ops("ctx", "ctx")[1] else {
             panic!("status first is a put");
         };
         let record: StatusRecord = serde_json::from_slice(value)

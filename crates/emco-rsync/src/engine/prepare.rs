@@ -109,6 +109,10 @@ pub struct PreparedVariant {
     pub post_install: Vec<usize>,
     pub pre_delete: Vec<usize>,
     pub post_delete: Vec<usize>,
+    pub pre_upgrade: Vec<usize>,
+    pub post_upgrade: Vec<usize>,
+    pub pre_rollback: Vec<usize>,
+    pub post_rollback: Vec<usize>,
     /// Non-hook objects to delete on terminate, in reverse install order, without the ones
     /// kept on uninstall.
     pub uninstall: Vec<usize>,
@@ -141,6 +145,10 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
         post_install: Vec::new(),
         pre_delete: Vec::new(),
         post_delete: Vec::new(),
+        pre_upgrade: Vec::new(),
+        post_upgrade: Vec::new(),
+        pre_rollback: Vec::new(),
+        post_rollback: Vec::new(),
         uninstall: Vec::new(),
         hook_uninstall: Vec::new(),
     };
@@ -208,6 +216,18 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
         }
         if events.post_delete {
             prepared.post_delete.push(index);
+        }
+        if events.pre_upgrade {
+            prepared.pre_upgrade.push(index);
+        }
+        if events.post_upgrade {
+            prepared.post_upgrade.push(index);
+        }
+        if events.pre_rollback {
+            prepared.pre_rollback.push(index);
+        }
+        if events.post_rollback {
+            prepared.post_rollback.push(index);
         }
     }
     Arc::new(prepared)

@@ -2,7 +2,7 @@
 //!
 //! | key | value | written by |
 //! |---|---|---|
-//! | `rsync/op/{ctx}` | [`OpRecord`]: the operation asked for (instantiate or terminate) | the caller's own transaction ([`instantiate_ops`](super::Synchronizer::instantiate_ops) / [`terminate_ops`](super::Synchronizer::terminate_ops)); never by a run |
+//! | `rsync/op/{ctx}` | [`OpRecord`]: the operation asked for (instantiate, update from another context, or terminate) | the caller's own transaction ([`instantiate_ops`](super::Synchronizer::instantiate_ops) / [`terminate_ops`](super::Synchronizer::terminate_ops)); never by a run |
 //! | `rsync/status/{ctx}` | [`StatusRecord`]: the run status (`Instantiating` → `Instantiated`, ...) | the caller's transaction (the starting status), then the run |
 //! | `rsync/stop/{ctx}` | [`StopRecord`]: `stop` was asked for the operation of revision `opRev` | [`stop`](super::Synchronizer::stop); deleted by the next operation |
 //! | `rsync/ac/{ctx}/{app}/{provider+cluster}` | [`AppClusterRecord`]: per object deployed status and readiness, hooks applied and completed, connectivity | the cluster's worker, once per step (never once per object; a hook's apply is one step) |
@@ -64,6 +64,9 @@ pub fn cluster_key(ctx: &str, cluster: &ClusterId) -> String {
 #[serde(rename_all = "camelCase")]
 pub enum OpKind {
     Instantiate,
+    /// Reconcile the clusters from what the context [`OpRecord::from`] deployed to this
+    /// context: only what differs is applied or deleted.
+    Update,
     Terminate,
 }
 
@@ -72,6 +75,7 @@ impl OpKind {
     pub fn running_status(self) -> AppContextStatus {
         match self {
             OpKind::Instantiate => AppContextStatus::Instantiating,
+            OpKind::Update => AppContextStatus::Updating,
             OpKind::Terminate => AppContextStatus::Terminating,
         }
     }
@@ -81,6 +85,8 @@ impl OpKind {
         match (self, clean) {
             (OpKind::Instantiate, true) => AppContextStatus::Instantiated,
             (OpKind::Instantiate, false) => AppContextStatus::InstantiateFailed,
+            (OpKind::Update, true) => AppContextStatus::Updated,
+            (OpKind::Update, false) => AppContextStatus::UpdateFailed,
             (OpKind::Terminate, true) => AppContextStatus::Terminated,
             (OpKind::Terminate, false) => AppContextStatus::TerminateFailed,
         }
@@ -89,8 +95,35 @@ impl OpKind {
 
 /// `rsync/op/{ctx}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OpRecord {
     pub op: OpKind,
+    /// An update's source: the context whose deployment it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The context whose id labels the objects (`emco/deployment-id`), when not this one: a
+    /// group's status context, kept over updates so unchanged objects stay identical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// An update that is a rollback (runs rollback hooks instead of upgrade hooks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
+}
+
+impl OpRecord {
+    pub fn new(op: OpKind) -> Self {
+        Self {
+            op,
+            from: None,
+            label: None,
+            rollback: false,
+        }
+    }
+
+    /// The context id in the objects' `emco/deployment-id` label.
+    pub fn label_context<'a>(&'a self, ctx: &'a str) -> &'a str {
+        self.label.as_deref().unwrap_or(ctx)
+    }
 }
 
 /// `rsync/status/{ctx}`.
@@ -116,6 +149,8 @@ pub fn is_finished(status: AppContextStatus) -> bool {
         status,
         AppContextStatus::Instantiated
             | AppContextStatus::InstantiateFailed
+            | AppContextStatus::Updated
+            | AppContextStatus::UpdateFailed
             | AppContextStatus::Terminated
             | AppContextStatus::TerminateFailed
     )
@@ -159,6 +194,10 @@ pub enum HookEvent {
     PostInstall,
     PreDelete,
     PostDelete,
+    PreUpgrade,
+    PostUpgrade,
+    PreRollback,
+    PostRollback,
 }
 
 /// One completed hook run: the hook at `index` of the variant, at `event`.
@@ -168,6 +207,16 @@ pub struct HookRun {
     pub event: HookEvent,
     #[serde(rename = "i")]
     pub index: u32,
+}
+
+/// What the last update did to an object (instantiate leaves it unset: created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LastAction {
+    /// An update brought the object to the cluster.
+    Created,
+    /// An update changed the object.
+    Updated,
 }
 
 /// One object's status (kept short: there is one per object per cluster).
@@ -180,6 +229,9 @@ pub struct ObjectRecord {
     /// Why it failed or is not ready.
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the last update did to it (kept while later updates leave it unchanged).
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<LastAction>,
 }
 
 /// `rsync/ac/{ctx}/{app}/{cluster}`.
@@ -283,6 +335,7 @@ mod tests {
                     deployed: DeployedStatus::Applied,
                     ready: Some(ReadyStatus::Ready),
                     message: None,
+                    action: None,
                 },
                 ObjectRecord::default(),
             ],

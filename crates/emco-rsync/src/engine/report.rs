@@ -7,7 +7,9 @@ use emco_core::appcontext::{AppContext, ClusterId};
 use emco_core::status::{self, AppContextStatus, Connectivity, DeployedStatus, Gvk, ReadyStatus};
 use serde::Serialize;
 
-use super::records::{AppClusterRecord, AppClusterState, ClusterRecord, HookEvent, OpKind};
+use super::records::{
+    AppClusterRecord, AppClusterState, ClusterRecord, HookEvent, LastAction, OpKind,
+};
 
 /// A context's run and, per app and cluster, what was done.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +65,8 @@ pub struct ResourceReport {
     pub message: Option<String>,
     /// For hooks: the events at which the hook completed in the current operation.
     pub hook: Option<Vec<HookEvent>>,
+    /// What the last update did to the object (`None`: created by the instantiate).
+    pub last_action: Option<LastAction>,
 }
 
 impl ContextReport {
@@ -192,6 +196,7 @@ pub fn build(context: &AppContext, facts: Facts) -> ContextReport {
                                 ready: status.ready,
                                 message: status.message,
                                 hook,
+                                last_action: status.action,
                             }
                         })
                         .collect();

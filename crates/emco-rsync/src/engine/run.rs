@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use emco_core::appcontext::{self, AppContext, ClusterId, OpStatus, StorageError, VariantId};
-use emco_core::status::Connectivity;
+use emco_core::appcontext::{
+    self, AppContext, ClusterChangeKind, ClusterId, ContextObject, ObjectOp, OpStatus,
+    StorageError, VariantId,
+};
+use emco_core::status::{Connectivity, DeployedStatus};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
@@ -19,9 +22,10 @@ use super::link::{Link, stopped};
 use super::live::{LiveRecords, RecordsByApp};
 use super::prepare::{PreparedVariant, deployment_id, prepare};
 use super::records::{
-    self, AppClusterRecord, AppClusterState, ClusterRecord, OpKind, StatusRecord,
+    self, AppClusterRecord, AppClusterState, ClusterRecord, LastAction, ObjectRecord, OpKind,
+    StatusRecord,
 };
-use super::worker::{Slot, Worker};
+use super::worker::{Slot, SlotMode, Worker};
 use super::{SyncError, Synchronizer};
 
 /// What a gate tells a cluster's worker about one app.
@@ -52,9 +56,226 @@ pub struct AppRun {
     pub changed: watch::Sender<()>,
 }
 
+impl AppRun {
+    pub fn new(name: String, label: String, cluster_count: usize) -> Self {
+        Self {
+            name,
+            label,
+            cluster_count,
+            applied: AtomicUsize::new(0),
+            ready: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            changed: watch::channel(()).0,
+        }
+    }
+}
+
+/// What an update starts from: the source context, its records (what is on the clusters)
+/// and, per app and cluster, what changes.
+struct Source {
+    id: String,
+    context: Arc<AppContext>,
+    records: HashMap<String, AppClusterRecord>,
+    changes: HashMap<(String, ClusterId), ClusterChangeKind>,
+}
+
+/// Loads an update's source context and records; `Err` says why the update cannot run.
+async fn load_source(sync: &Synchronizer, from: &str, ctx: &str) -> Result<Source, String> {
+    if from == ctx {
+        return Err(format!("app context {ctx} cannot be updated to itself"));
+    }
+    let context = loop {
+        match load_context(sync.store.as_ref(), &sync.contexts, from).await {
+            Ok(Ok(context)) => break context,
+            Ok(Err(reason)) => return Err(format!("the update's source: {reason}")),
+            Err(error) => {
+                warn!(ctx, from, %error, "reading the source context failed; retrying");
+                tokio::time::sleep(sync.config.store_retry).await;
+            }
+        }
+    };
+    let target = loop {
+        match load_context(sync.store.as_ref(), &sync.contexts, ctx).await {
+            Ok(Ok(context)) => break context,
+            Ok(Err(reason)) => return Err(reason),
+            Err(error) => {
+                warn!(ctx, %error, "reading the app context failed; retrying");
+                tokio::time::sleep(sync.config.store_retry).await;
+            }
+        }
+    };
+    let mut records = HashMap::new();
+    for entry in list_retrying(sync, &records::app_cluster_prefix(from)).await {
+        if let Ok(record) = serde_json::from_slice::<AppClusterRecord>(&entry.value) {
+            records.insert(entry.key, record);
+        }
+    }
+    let changes = appcontext::diff(&context, &target)
+        .into_iter()
+        .map(|change| ((change.app, change.cluster), change.change))
+        .collect();
+    Ok(Source {
+        id: from.to_owned(),
+        context,
+        records,
+        changes,
+    })
+}
+
+impl Source {
+    fn record(&self, app: &str, cluster: &ClusterId) -> Option<&AppClusterRecord> {
+        self.records
+            .get(&records::app_cluster_key(&self.id, app, cluster))
+    }
+
+    /// The slot of an app-cluster of the update's target: its own record when this operation
+    /// already worked on it, else the source's record carried over to the new objects.
+    #[allow(clippy::too_many_arguments)]
+    fn slot(
+        &self,
+        app_index: usize,
+        app: &appcontext::AppContextApp,
+        app_label: &str,
+        cluster: &ClusterId,
+        variant: &Arc<PreparedVariant>,
+        key: String,
+        stored: Option<AppClusterRecord>,
+        op_rev: u64,
+    ) -> Slot {
+        let count = variant.objects.len();
+        let own = stored.filter(|record| record.op_rev == op_rev && record.objects.len() == count);
+        let new_objects = app.objects_for(cluster).unwrap_or_default();
+        let change = self.changes.get(&(app.name.clone(), cluster.clone()));
+        let old_app = self.context.app(&app.name);
+        let old_objects = old_app
+            .and_then(|old| old.objects_for(cluster))
+            .unwrap_or_default();
+        let mode = match change {
+            Some(ClusterChangeKind::Update { objects, .. }) => {
+                let retired: Vec<usize> = objects
+                    .iter()
+                    .filter(|change| change.op == ObjectOp::Delete)
+                    .filter_map(|change| {
+                        old_objects.iter().position(|object| {
+                            object.identity() == change.object && !object.keep_on_uninstall
+                        })
+                    })
+                    .collect();
+                // Only deleted: the label they are prepared with is never sent.
+                let retired =
+                    (!retired.is_empty()).then(|| (prepare(old_objects, app_label), retired));
+                SlotMode::Upgrade {
+                    hooks: true,
+                    retired,
+                }
+            }
+            Some(ClusterChangeKind::Unchanged { .. }) => SlotMode::Upgrade {
+                hooks: false,
+                retired: None,
+            },
+            _ => SlotMode::Install,
+        };
+        let record = match own {
+            Some(record) => record,
+            None if matches!(mode, SlotMode::Install) => AppClusterRecord {
+                op_rev,
+                objects: vec![created(); count],
+                ..AppClusterRecord::default()
+            },
+            None => carried_record(
+                op_rev,
+                new_objects,
+                old_objects,
+                self.record(&app.name, cluster),
+            ),
+        };
+        Slot::new(app_index, variant.clone(), key, record).with_mode(mode)
+    }
+
+    /// Every (app, cluster) the update takes the app off, with the source's objects there.
+    fn removals(&self) -> Vec<(String, ClusterId, appcontext::Variant)> {
+        let mut removals = Vec::new();
+        for ((app, cluster), change) in &self.changes {
+            if let ClusterChangeKind::Delete { variant } = change
+                && let Some(objects) = self
+                    .context
+                    .app(app)
+                    .and_then(|old| old.variants.get(variant))
+            {
+                removals.push((app.clone(), cluster.clone(), objects.clone()));
+            }
+        }
+        removals.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        removals
+    }
+
+    /// The source's apps in reverse dependency order (dependents are removed first).
+    fn uninstall_order(&self) -> Vec<String> {
+        let waves = self.context.deploy_order().unwrap_or_default();
+        waves.into_iter().rev().flatten().collect()
+    }
+}
+
+/// A pending object an update brings to a cluster.
+fn created() -> ObjectRecord {
+    ObjectRecord {
+        action: Some(LastAction::Created),
+        ..ObjectRecord::default()
+    }
+}
+
+/// The record an update starts an app-cluster from when the app stays on it: objects
+/// identical to the source's keep the source's record if applied there (they are not sent
+/// again); new and changed objects, and any not applied, start pending.
+fn carried_record(
+    op_rev: u64,
+    new_objects: &[ContextObject],
+    old_objects: &[ContextObject],
+    old_record: Option<&AppClusterRecord>,
+) -> AppClusterRecord {
+    let old_record = old_record.filter(|record| record.objects.len() == old_objects.len());
+    let objects = new_objects
+        .iter()
+        .map(|object| {
+            let identity = object.identity();
+            let Some(index) = old_objects
+                .iter()
+                .position(|old| old.identity() == identity)
+            else {
+                return created();
+            };
+            if old_objects[index] != *object {
+                return ObjectRecord {
+                    action: Some(LastAction::Updated),
+                    ..ObjectRecord::default()
+                };
+            }
+            // Unchanged: what the source did stands, if it got there.
+            match old_record.map(|record| &record.objects[index]) {
+                Some(record) if record.deployed == DeployedStatus::Applied => record.clone(),
+                Some(record) => ObjectRecord {
+                    action: record.action,
+                    ..ObjectRecord::default()
+                },
+                None => ObjectRecord::default(),
+            }
+        })
+        .collect();
+    AppClusterRecord {
+        op_rev,
+        connectivity: old_record
+            .map(|record| record.connectivity)
+            .unwrap_or_default(),
+        objects,
+        ..AppClusterRecord::default()
+    }
+}
+
 /// What a run's workers share.
 pub struct RunShared {
     pub op: OpKind,
+    /// An update that is a rollback: rollback hooks instead of upgrade hooks.
+    pub rollback: bool,
     pub apps: Vec<AppRun>,
     pub flusher: Flusher,
     /// App-clusters not yet at their end state.
@@ -68,6 +289,11 @@ pub struct RunShared {
 pub struct RunSpec {
     pub ctx: String,
     pub op: OpKind,
+    /// The context id the objects' `emco/deployment-id` label carries.
+    pub label: String,
+    /// An update's source context.
+    pub from: Option<String>,
+    pub rollback: bool,
     pub op_rev: u64,
     pub status: StatusRecord,
     /// Where the run's committed records are kept for status summaries.
@@ -255,6 +481,9 @@ async fn execute(
     let RunSpec {
         ctx,
         op,
+        label,
+        from,
+        rollback,
         op_rev,
         status,
         live,
@@ -298,6 +527,27 @@ async fn execute(
         }
     };
 
+    // An update starts from what its source context deployed.
+    let source = match (op, &from) {
+        (OpKind::Update, Some(from)) => match load_source(sync, from, &ctx).await {
+            Ok(source) => Some(source),
+            Err(reason) => {
+                error!(ctx, %reason, "cannot update");
+                let record = StatusRecord {
+                    status: op.final_status(false),
+                    message: Some(reason),
+                    all_ready: true,
+                    updated_ms: records::now_ms(),
+                };
+                flusher
+                    .put(records::status_key(&ctx), records::to_bytes(&record))
+                    .await?;
+                return Ok(());
+            }
+        },
+        _ => None,
+    };
+
     let mut found: HashMap<String, AppClusterRecord> = HashMap::new();
     for entry in list_retrying(sync, &records::app_cluster_prefix(&ctx)).await {
         match serde_json::from_slice(&entry.value) {
@@ -318,29 +568,18 @@ async fn execute(
     let mut apps = Vec::with_capacity(context.apps.len());
     let mut prepared: Vec<BTreeMap<&VariantId, Arc<PreparedVariant>>> = Vec::new();
     for app in &context.apps {
-        let label = deployment_id(&ctx, &app.name);
+        let app_label = deployment_id(&label, &app.name);
         prepared.push(
             app.variants
                 .iter()
-                .map(|(id, variant)| (id, prepare(&variant.objects, &label)))
+                .map(|(id, variant)| (id, prepare(&variant.objects, &app_label)))
                 .collect(),
         );
-        apps.push(AppRun {
-            name: app.name.clone(),
-            label,
-            cluster_count: app.clusters.len(),
-            applied: AtomicUsize::new(0),
-            ready: AtomicUsize::new(0),
-            failed: AtomicBool::new(false),
-            changed: watch::channel(()).0,
-        });
+        apps.push(AppRun::new(app.name.clone(), app_label, app.clusters.len()));
     }
 
     let mut seen: RecordsByApp = HashMap::new();
-    let mut clusters: BTreeMap<&ClusterId, Vec<Slot>> = BTreeMap::new();
-    let mut outstanding = 0;
-    let mut failed = false;
-    let mut leftovers = Vec::new();
+    let mut clusters: BTreeMap<ClusterId, Vec<Slot>> = BTreeMap::new();
     for (app_index, app) in context.apps.iter().enumerate() {
         for (cluster, assignment) in &app.clusters {
             let Some(variant) = prepared[app_index].get(&assignment.variant) else {
@@ -353,26 +592,76 @@ async fn execute(
                     .or_default()
                     .insert(cluster.clone(), Arc::new(stored.clone()));
             }
-            let record = starting_record(stored, op_rev, variant.objects.len());
-            let slot = Slot::new(app_index, variant.clone(), key, record);
+            let slot = match &source {
+                None => {
+                    let record = starting_record(stored, op_rev, variant.objects.len());
+                    Slot::new(app_index, variant.clone(), key, record)
+                }
+                Some(source) => {
+                    let app_label = apps[app_index].label.clone();
+                    source.slot(
+                        app_index, app, &app_label, cluster, variant, key, stored, op_rev,
+                    )
+                }
+            };
+            clusters.entry(cluster.clone()).or_default().push(slot);
+        }
+    }
+    // Apps an update takes off clusters: uninstalled with the source's objects.
+    let mut removal_rank: HashMap<String, usize> = HashMap::new();
+    if let Some(source) = &source {
+        for (rank, app) in source.uninstall_order().into_iter().enumerate() {
+            removal_rank.insert(app, rank);
+        }
+        for (app_name, cluster, variant) in source.removals() {
+            let app_index = match apps.iter().position(|run| run.name == app_name) {
+                Some(index) => index,
+                None => {
+                    apps.push(AppRun::new(
+                        app_name.clone(),
+                        deployment_id(&label, &app_name),
+                        0,
+                    ));
+                    apps.len() - 1
+                }
+            };
+            let prepared = prepare(&variant.objects, &apps[app_index].label);
+            let key = records::app_cluster_key(&ctx, &app_name, &cluster);
+            let stored = found
+                .remove(&key)
+                .filter(|record| record.op_rev == op_rev)
+                .or_else(|| source.record(&app_name, &cluster).cloned());
+            let record = starting_record(stored, op_rev, prepared.objects.len());
+            let slot = Slot::new(app_index, prepared, key, record).with_mode(SlotMode::Remove);
+            clusters.entry(cluster).or_default().push(slot);
+        }
+    }
+
+    let mut outstanding = 0;
+    let mut failed = false;
+    let mut leftovers = Vec::new();
+    for (cluster, slots) in &clusters {
+        for slot in slots {
+            let app = &apps[slot.app];
             match slot.record.state {
                 AppClusterState::Pending => outstanding += 1,
                 AppClusterState::Applied => {
-                    apps[app_index].applied.fetch_add(1, Ordering::SeqCst);
+                    app.applied.fetch_add(1, Ordering::SeqCst);
                     if slot.record.ready_ms.is_some() {
-                        apps[app_index].ready.fetch_add(1, Ordering::SeqCst);
+                        app.ready.fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 AppClusterState::Deleted => {}
                 AppClusterState::Failed | AppClusterState::Stopped => {
-                    apps[app_index].failed.store(true, Ordering::SeqCst);
+                    if !slot.is_removal() {
+                        app.failed.store(true, Ordering::SeqCst);
+                    }
                     failed = true;
                 }
             }
-            if op == OpKind::Terminate && slot.record.state.is_terminal() {
-                leftovers.extend(super::worker::leftovers(&app.name, cluster, &slot));
+            if (op == OpKind::Terminate || slot.is_removal()) && slot.record.state.is_terminal() {
+                leftovers.extend(super::worker::leftovers(&app.name, cluster, slot));
             }
-            clusters.entry(cluster).or_default().push(slot);
         }
     }
 
@@ -381,6 +670,7 @@ async fn execute(
 
     let shared = Arc::new(RunShared {
         op,
+        rollback,
         apps,
         flusher: flusher.clone(),
         outstanding: watch::channel(outstanding).0,
@@ -408,17 +698,26 @@ async fn execute(
 
     let mut tasks = JoinSet::new();
     match op {
-        OpKind::Instantiate => {
+        OpKind::Instantiate | OpKind::Update => {
             let mut senders: Vec<Vec<mpsc::UnboundedSender<Job>>> =
                 vec![Vec::new(); context.apps.len()];
             for (cluster, slots) in clusters {
                 let (tx, rx) = mpsc::unbounded_channel();
-                for slot in &slots {
+                for slot in slots.iter().filter(|slot| !slot.is_removal()) {
                     senders[slot.app].push(tx.clone());
                 }
-                let link = make_link(cluster, &slots);
+                let mut removals: Vec<usize> = (0..slots.len())
+                    .filter(|&index| slots[index].is_removal())
+                    .collect();
+                removals.sort_by_key(|&index| {
+                    removal_rank
+                        .get(&shared.apps[slots[index].app].name)
+                        .copied()
+                        .unwrap_or(usize::MAX)
+                });
+                let link = make_link(&cluster, &slots);
                 let worker = Worker::new(shared.clone(), link, slots);
-                tasks.spawn(worker.instantiate(rx));
+                tasks.spawn(worker.deploy(removals, rx));
             }
             for (app_index, (app, senders)) in context.apps.iter().zip(senders).enumerate() {
                 let dependencies: Vec<(usize, OpStatus, u32)> = app
@@ -455,7 +754,7 @@ async fn execute(
                         .copied()
                         .unwrap_or(usize::MAX)
                 });
-                let link = make_link(cluster, &slots);
+                let link = make_link(&cluster, &slots);
                 let worker = Worker::new(shared.clone(), link, slots);
                 tasks.spawn(worker.terminate(order));
             }
@@ -515,6 +814,13 @@ async fn execute(
         info!(ctx, status = ?record.status, "run finished");
         record
     };
+    if let Some(from) = &from
+        && op == OpKind::Update
+    {
+        // Every app-cluster's record of this operation is durable: the source's records
+        // (the update's starting point) are no longer needed.
+        forget_source(sync, &ctx, op_rev, from).await?;
+    }
     sync.run_finished(&ctx, op_rev);
 
     // Readiness tracking goes on in the workers until everything applied is ready.
@@ -524,7 +830,7 @@ async fn execute(
             () = superseded_signal(&mut superseded) => return Err(SyncError::Superseded),
         }
     }
-    if op == OpKind::Instantiate && !*stop.borrow() && !final_record.all_ready {
+    if op != OpKind::Terminate && !*stop.borrow() && !final_record.all_ready {
         final_record.all_ready = true;
         final_record.updated_ms = records::now_ms();
         flusher
@@ -537,6 +843,40 @@ async fn execute(
     // Let queued writes (connectivity flips) reach the store.
     while flushing.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Removes the records of an update's source, in a transaction that holds only while the
+/// update is still the context's operation.
+async fn forget_source(
+    sync: &Synchronizer,
+    ctx: &str,
+    op_rev: u64,
+    from: &str,
+) -> Result<(), SyncError> {
+    let txn = emco_store::Txn {
+        compares: vec![emco_store::Compare::ModRevision(
+            records::op_key(ctx),
+            op_rev,
+        )],
+        ops: vec![
+            emco_store::Op::DeletePrefix {
+                prefix: records::app_cluster_prefix(from),
+            },
+            emco_store::Op::DeletePrefix {
+                prefix: records::cluster_prefix(from),
+            },
+        ],
+    };
+    loop {
+        match sync.store.txn(txn.clone()).await {
+            Ok(outcome) if outcome.succeeded => return Ok(()),
+            Ok(_) => return Err(SyncError::Superseded),
+            Err(error) => {
+                warn!(ctx, %error, "removing the update's source records failed; retrying");
+                tokio::time::sleep(sync.config.store_retry).await;
+            }
+        }
+    }
 }
 
 enum Progress {
@@ -567,9 +907,12 @@ fn final_message(shared: &RunShared, op: OpKind, clean: bool, stopped: bool) -> 
         (OpKind::Instantiate, false) => {
             "some objects or apps failed; see the status of each cluster".to_owned()
         }
+        (OpKind::Update, false) => {
+            "some objects or apps failed to update; see the status of each cluster".to_owned()
+        }
         (OpKind::Terminate, false) => "some objects were not deleted".to_owned(),
     };
-    if op == OpKind::Terminate && !leftovers.is_empty() {
+    if !leftovers.is_empty() {
         message.push_str("; left behind: ");
         let named: Vec<&str> = leftovers
             .iter()

@@ -46,12 +46,32 @@ struct Tracking {
     interval: Duration,
 }
 
+/// What a run does with one app on one cluster.
+#[derive(Debug, Clone)]
+pub enum SlotMode {
+    /// Install every object (instantiate, or an app an update brings to the cluster); a
+    /// terminate uninstalls such slots.
+    Install,
+    /// An update of an app that stays on the cluster: apply the objects not applied yet (new
+    /// and changed ones start pending, unchanged ones keep their applied record and are not
+    /// sent), then delete `retired` (objects of the old variant the new one lacks); with
+    /// `hooks`, the upgrade (or rollback) hooks run around it. Without changes nothing is sent.
+    Upgrade {
+        hooks: bool,
+        retired: Option<(Arc<PreparedVariant>, Vec<usize>)>,
+    },
+    /// An update took the app off the cluster: uninstall it (the slot's variant is the old
+    /// one), as a terminate would.
+    Remove,
+}
+
 /// One app on this cluster.
 pub struct Slot {
     pub app: usize,
     pub variant: Arc<PreparedVariant>,
     pub key: String,
     pub record: AppClusterRecord,
+    pub mode: SlotMode,
     tracking: Option<Tracking>,
 }
 
@@ -67,8 +87,18 @@ impl Slot {
             variant,
             key,
             record,
+            mode: SlotMode::Install,
             tracking: None,
         }
+    }
+
+    pub fn with_mode(mut self, mode: SlotMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn is_removal(&self) -> bool {
+        matches!(self.mode, SlotMode::Remove)
     }
 
     /// Every applied object that counts for readiness is ready.
@@ -144,12 +174,20 @@ impl Worker {
     }
 
     fn slot_of(&self, app: usize) -> Option<usize> {
-        self.slots.iter().position(|slot| slot.app == app)
+        self.slots
+            .iter()
+            .position(|slot| slot.app == app && !slot.is_removal())
     }
 
-    /// Instantiate: takes one job per app from the gates, then tracks readiness until every
-    /// applied object is ready (or `stop`).
-    pub async fn instantiate(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    /// Instantiate or update: first uninstalls the apps an update took off the cluster (in
+    /// `removals` order), then takes one job per app from the gates, then tracks readiness
+    /// until every applied object is ready (or `stop`).
+    pub async fn deploy(mut self, removals: Vec<usize>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        for index in removals {
+            if !self.slots[index].record.state.is_terminal() && !self.remove(index).await {
+                return;
+            }
+        }
         // Apps finished by an earlier run of this operation only need readiness tracking.
         for index in 0..self.slots.len() {
             if self.slots[index].record.state == AppClusterState::Applied
@@ -158,7 +196,7 @@ impl Worker {
                 self.start_tracking(index);
             }
         }
-        let mut expected = self.slots.len();
+        let mut expected = self.slots.iter().filter(|slot| !slot.is_removal()).count();
         let mut stop = self.link.stop_receiver();
         loop {
             if self.settle(false).await.is_err() {
@@ -274,8 +312,12 @@ impl Worker {
         Ok(())
     }
 
-    /// CRDs, pre-install hooks, resources, post-install hooks.
+    /// CRDs, pre-install hooks, resources, post-install hooks; for an update's app staying on
+    /// the cluster, see [`SlotMode::Upgrade`].
     async fn install(&mut self, index: usize) -> Result<(), Halt> {
+        if let SlotMode::Upgrade { hooks, retired } = self.slots[index].mode.clone() {
+            return self.upgrade(index, hooks, retired).await;
+        }
         let variant = self.slots[index].variant.clone();
         for &object in &variant.crds {
             self.apply_object(index, object).await?;
@@ -290,6 +332,113 @@ impl Worker {
             self.run_hook(index, hook, HookEvent::PostInstall).await?;
         }
         Ok(())
+    }
+
+    /// Pre-upgrade (or pre-rollback) hooks, the objects not applied yet, deleting the retired
+    /// objects, post-upgrade (or post-rollback) hooks.
+    async fn upgrade(
+        &mut self,
+        index: usize,
+        hooks: bool,
+        retired: Option<(Arc<PreparedVariant>, Vec<usize>)>,
+    ) -> Result<(), Halt> {
+        let variant = self.slots[index].variant.clone();
+        let (pre, post, pre_event, post_event) = if self.shared.rollback {
+            (
+                &variant.pre_rollback,
+                &variant.post_rollback,
+                HookEvent::PreRollback,
+                HookEvent::PostRollback,
+            )
+        } else {
+            (
+                &variant.pre_upgrade,
+                &variant.post_upgrade,
+                HookEvent::PreUpgrade,
+                HookEvent::PostUpgrade,
+            )
+        };
+        if hooks {
+            for &hook in pre {
+                self.run_hook(index, hook, pre_event).await?;
+            }
+        }
+        for &object in variant.crds.iter().chain(&variant.resources) {
+            if self.slots[index].record.objects[object].deployed != DeployedStatus::Applied {
+                self.apply_object(index, object).await?;
+            }
+        }
+        if let Some((old, objects)) = retired {
+            let problems = self.delete_retired(&old, &objects).await?;
+            if !problems.is_empty() {
+                return Err(Halt::Failed(format!(
+                    "objects the update removes were not deleted: {}",
+                    problems.join("; ")
+                )));
+            }
+        }
+        if hooks {
+            for &hook in post {
+                self.run_hook(index, hook, post_event).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes objects of an old variant (in that order) and waits until they are gone, up
+    /// to the delete timeout; returns what could not be deleted, and why.
+    async fn delete_retired(
+        &mut self,
+        variant: &PreparedVariant,
+        objects: &[usize],
+    ) -> Result<Vec<String>, Halt> {
+        let mut problems = Vec::new();
+        let mut deleting = Vec::new();
+        for &object in objects {
+            let prepared = &variant.objects[object];
+            let result = if prepared.is_hook() {
+                self.link.delete_if_served(prepared).await
+            } else {
+                self.delete(prepared).await
+            };
+            match result {
+                Ok(Deleted::Gone | Deleted::NotFound) => {}
+                Ok(Deleted::Deleting) => deleting.push(object),
+                Err(CallError::Refused(reason)) => {
+                    problems.push(format!(
+                        "{} (delete refused: {reason})",
+                        prepared.describe()
+                    ));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let deadline = Instant::now() + self.link.config().delete_timeout;
+        let mut interval = self.link.config().ready_poll_initial;
+        while !deleting.is_empty() {
+            self.link.pause(interval).await?;
+            interval = (interval * 2).min(self.link.config().ready_poll_max);
+            let mut still = Vec::new();
+            for object in deleting {
+                match self.get(&variant.objects[object]).await {
+                    Ok(None) => {}
+                    Ok(Some(_)) | Err(CallError::Refused(_)) => still.push(object),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            deleting = still;
+            if !deleting.is_empty() && Instant::now() >= deadline {
+                let timeout = self.link.config().delete_timeout;
+                for &object in &deleting {
+                    problems.push(format!(
+                        "{} (still being deleted after {timeout:?})",
+                        variant.objects[object].describe()
+                    ));
+                }
+                break;
+            }
+        }
+        Ok(problems)
     }
 
     /// Applies one object; a refusal marks it Failed and the work goes on.
@@ -307,6 +456,7 @@ impl Worker {
                     deployed: DeployedStatus::Applied,
                     ready,
                     message,
+                    action: record.action,
                 };
                 Ok(())
             }
@@ -316,6 +466,7 @@ impl Worker {
                     deployed: DeployedStatus::Failed,
                     ready: None,
                     message: Some(reason),
+                    action: record.action,
                 };
                 Ok(())
             }
@@ -375,6 +526,7 @@ impl Worker {
             deployed: DeployedStatus::Applied,
             ready: Some(ReadyStatus::NotReady),
             message: None,
+            action: None,
         };
         if !resumed {
             // Durable before the wait: a hook completing while the hub is down must be found
@@ -400,6 +552,7 @@ impl Worker {
                     deployed: DeployedStatus::Failed,
                     ready: Some(ReadyStatus::NotReady),
                     message: Some(reason.clone()),
+                    action: None,
                 };
             }
         }
@@ -434,6 +587,7 @@ impl Worker {
             deployed: DeployedStatus::Failed,
             ready: None,
             message: Some(reason.clone()),
+            action: None,
         };
         Halt::Failed(format!("hook {describe} failed: {reason}"))
     }
@@ -748,11 +902,14 @@ impl Worker {
             }
             AppClusterState::Deleted | AppClusterState::Pending => {}
             AppClusterState::Failed | AppClusterState::Stopped => {
-                app.failed.store(true, Ordering::SeqCst);
+                // An app left behind where an update removes it does not hold up dependents.
+                if !slot.is_removal() {
+                    app.failed.store(true, Ordering::SeqCst);
+                }
                 self.shared.failed.store(true, Ordering::SeqCst);
             }
         }
-        if self.shared.op == super::records::OpKind::Terminate {
+        if self.shared.op == super::records::OpKind::Terminate || slot.is_removal() {
             self.note_leftovers(index);
         }
         app.changed.send_modify(|_| ());
@@ -782,6 +939,16 @@ impl Worker {
             if self.slots[index].record.state.is_terminal() {
                 continue;
             }
+            if !self.remove(index).await {
+                return;
+            }
+        }
+        self.link.release();
+    }
+
+    /// Uninstalls one app and records the outcome; `false` when the run was superseded.
+    async fn remove(&mut self, index: usize) -> bool {
+        {
             let outcome = self.uninstall(index).await;
             let slot = &mut self.slots[index];
             match outcome {
@@ -799,7 +966,7 @@ impl Worker {
                         slot.record.error = Some(problems.join("; "));
                     }
                 }
-                Err(Halt::Superseded) => return,
+                Err(Halt::Superseded) => return false,
                 Err(Halt::Stopped) => slot.record.state = AppClusterState::Stopped,
                 Err(Halt::Failed(reason)) => {
                     slot.record.state = AppClusterState::Failed;
@@ -807,11 +974,11 @@ impl Worker {
                 }
             }
             if self.write(index).await.is_err() {
-                return;
+                return false;
             }
             self.finish(index);
         }
-        self.link.release();
+        true
     }
 
     /// Returns the hook failures (the deletion goes on after a failed pre-delete hook: an
@@ -856,6 +1023,7 @@ impl Worker {
             deployed: DeployedStatus::Deleted,
             ready: None,
             message: None,
+            action: None,
         };
         let mut deleting = Vec::new();
         for &object in objects {
@@ -874,6 +1042,7 @@ impl Worker {
                         deployed: DeployedStatus::Failed,
                         ready: record.ready,
                         message: Some(format!("delete refused: {reason}")),
+                        action: None,
                     };
                 }
                 Err(error) => return Err(error.into()),

@@ -276,8 +276,23 @@ impl Hub {
     }
 
     pub async fn terminate(&self, context_id: &str) {
-        self.run_ops(Synchronizer::terminate_ops(context_id), context_id)
-            .await;
+        self.run_ops(
+            Synchronizer::terminate_ops(context_id, context_id),
+            context_id,
+        )
+        .await;
+    }
+
+    /// Updates the deployment of context `from` to `to` (stored here), objects labelled with
+    /// context `label`'s id (the group's first).
+    pub async fn update(&self, from: &str, to: &AppContext, label: &str, rollback: bool) {
+        self.store_context(to).await;
+        self.run_ops(
+            Synchronizer::update_ops(from, &to.id, label, rollback),
+            &to.id,
+        )
+        .await;
+        self.sync.kick(from);
     }
 
     pub async fn report(&self, context_id: &str) -> ContextReport {
@@ -409,6 +424,27 @@ pub fn post_install() -> HookEvents {
 pub fn pre_delete() -> HookEvents {
     HookEvents {
         pre_delete: true,
+        ..HookEvents::default()
+    }
+}
+
+pub fn pre_upgrade() -> HookEvents {
+    HookEvents {
+        pre_upgrade: true,
+        ..HookEvents::default()
+    }
+}
+
+pub fn post_upgrade() -> HookEvents {
+    HookEvents {
+        post_upgrade: true,
+        ..HookEvents::default()
+    }
+}
+
+pub fn pre_rollback() -> HookEvents {
+    HookEvents {
+        pre_rollback: true,
         ..HookEvents::default()
     }
 }
