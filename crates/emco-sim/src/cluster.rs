@@ -85,6 +85,9 @@ pub struct Cluster {
     state: Mutex<ClusterState>,
     /// Fault injection for this cluster (none by default).
     pub faults: FaultSlot,
+    /// Write requests (create, update, patch, apply, delete) its API answered, whatever the
+    /// outcome: what a hub sent it, for tests and benchmarks.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// Everything mutable about a cluster, guarded by its lock.
@@ -123,7 +126,19 @@ impl Cluster {
                 controllers: Default::default(),
             }),
             faults: FaultSlot::default(),
+            writes: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Counts one write request.
+    pub fn count_write(&self) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Write requests answered so far (see the field).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Attaches the simulated controllers (see [`crate::controllers`]).

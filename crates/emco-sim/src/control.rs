@@ -28,7 +28,9 @@
 //!
 //! `ClusterInfo` is `{"name", "server", "kubeconfig"}` (`kubeconfig`: the file written for it,
 //! or `null` without `--kubeconfig-dir`); the single-cluster GET adds `objects` (stored object
-//! count, `0` for a cluster never used) and `resourceVersion`. Errors are
+//! count, `0` for a cluster never used), `resourceVersion` and `writes` (write requests its API
+//! answered: creates, updates, patches, applies, deletes). `GET /sim/stats` answers
+//! `{"clusters": n, "writes": total}` over every cluster. Errors are
 //! `{"error": "…"}`. Removing a cluster ends its watches and deletes its kubeconfig.
 
 use std::sync::Arc;
@@ -111,8 +113,20 @@ pub async fn show(State(sim): State<Arc<Sim>>, Path(name): Path<String>) -> Resp
             "resourceVersion".into(),
             json!(resource_version.to_string()),
         );
+        map.insert("writes".into(), json!(cluster.writes()));
     }
     Json(info).into_response()
+}
+
+/// `GET /sim/stats`: totals over every cluster.
+pub async fn stats(State(sim): State<Arc<Sim>>) -> Response {
+    let names = sim.cluster_names();
+    let writes: u64 = names
+        .iter()
+        .filter_map(|name| sim.cluster(name))
+        .map(|cluster| cluster.writes())
+        .sum();
+    Json(json!({"clusters": names.len(), "writes": writes})).into_response()
 }
 
 /// `DELETE /sim/clusters/{name}`.

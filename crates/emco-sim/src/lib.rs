@@ -371,6 +371,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/clusters/{cluster}", any(kube_api))
         .route("/clusters/{cluster}/{*path}", any(kube_api))
         .route("/sim/healthz", get(|| async { "ok" }))
+        .route("/sim/stats", get(control::stats))
         .route("/sim/clusters", get(control::list).post(control::add))
         .route(
             "/sim/clusters/{name}",

@@ -147,3 +147,50 @@ async fn removing_a_cluster_ends_its_watches() {
         .unwrap();
     assert!(end.is_none(), "the watch ends with its cluster");
 }
+
+#[tokio::test]
+async fn write_requests_are_counted_per_cluster_and_in_total() {
+    let harness = Harness::start(2).await;
+    let base = harness.running.url.clone();
+    let config_map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "counted", "namespace": "default"},
+    });
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (code, _) = harness
+        .http(
+            "POST",
+            &harness.url("edge-1", path),
+            "application/json",
+            Some(config_map.clone()),
+        )
+        .await;
+    assert_eq!(code, 201);
+    // A refused write counts too: it reached the API.
+    let (code, _) = harness
+        .http(
+            "POST",
+            &harness.url("edge-1", path),
+            "application/json",
+            Some(config_map),
+        )
+        .await;
+    assert_eq!(code, 409);
+    let (code, _) = harness
+        .http("GET", &harness.url("edge-1", path), "", None)
+        .await;
+    assert_eq!(code, 200, "reads are not counted");
+    let (_, edge1) = harness
+        .http("GET", &format!("{base}/sim/clusters/edge-1"), "", None)
+        .await;
+    assert_eq!(edge1["writes"], 2);
+    let (_, edge2) = harness
+        .http("GET", &format!("{base}/sim/clusters/edge-2"), "", None)
+        .await;
+    assert_eq!(edge2["writes"], 0);
+    let (code, stats) = harness
+        .http("GET", &format!("{base}/sim/stats"), "", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(stats, json!({"clusters": 2, "writes": 2}));
+}

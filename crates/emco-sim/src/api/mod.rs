@@ -254,6 +254,9 @@ fn route(
     if !is_resource && !read_only {
         return Err(ApiError::method_not_allowed());
     }
+    if !read_only {
+        cluster.count_write();
+    }
     match segments.as_slice() {
         [] => Ok(value_response(StatusCode::OK, &root_paths())),
         ["version"] => Ok(value_response(StatusCode::OK, &version())),
