@@ -1699,3 +1699,120 @@ async fn instantiate_killed_during_the_request_is_all_or_nothing() -> anyhow::Re
         Err(error) => Err(scenario.explain(error)),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Update (issue #6 item 6).
+// ---------------------------------------------------------------------------------------------
+
+/// The image the update gives `web` (through the group's override values).
+const UPDATED_IMAGE: &str = "registry.example/crash/web:2.0";
+
+/// The group's document with `web`'s image overridden.
+fn updated_group() -> Value {
+    json!({
+        "metadata": {"name": GROUP},
+        "spec": {
+            "compositeProfile": COMPOSITE_PROFILE,
+            "version": RELEASE,
+            "logicalCloud": LOGICAL_CLOUD,
+            "overrideValues": [{"app": "web", "values": {"image": UPDATED_IMAGE}}]
+        }
+    })
+}
+
+/// `web`'s Deployment on every cluster where the watches see it with the updated image.
+fn updated_webs(snapshot: &Snapshot) -> usize {
+    let key = object_key("Deployment", &format!("{RELEASE}-web"));
+    snapshot
+        .values()
+        .filter_map(|cluster| cluster.get(&key)?.live.as_ref())
+        .filter(|web| str_at(web, "/spec/template/spec/containers/0/image") == UPDATED_IMAGE)
+        .count()
+}
+
+async fn update_with_kills(scenario: &mut Scenario) -> anyhow::Result<()> {
+    scenario.action("instantiate").await?;
+    let first = scenario.converge_instantiated().await?;
+    let finished = hooks_finished(&scenario.observer.snapshot());
+
+    let url = format!("{}{}", scenario.hub.base, group_path());
+    let response = scenario
+        .client
+        .put(&url)
+        .json(&updated_group())
+        .send()
+        .await?;
+    ensure!(
+        response.status() == StatusCode::OK,
+        "PUT {url}: {}",
+        response.status()
+    );
+    // Right after the update request returned: the new revision and the work order are durable.
+    scenario.action("update").await?;
+    scenario.hub.kill()?;
+    println!(
+        "[{}] killed the hub right after update returned",
+        scenario.name
+    );
+    scenario.restart().await?;
+    let (state, second) = scenario.lifecycle().await?;
+    ensure!(
+        state == "Instantiated" && second != first,
+        "update answered 202, yet after a restart the group's last action is {state} on {second}"
+    );
+
+    // Some clusters updated, others not.
+    scenario
+        .kill_when("web is updated on some but not all clusters", |s| {
+            let updated = updated_webs(s);
+            updated > 0 && updated < CLUSTERS
+        })
+        .await?;
+    scenario.restart().await?;
+
+    let status = scenario
+        .wait_status("status=ready&output=all", "Updated and Ready", |s| {
+            s["deployedStatus"] == "Updated" && s["readyStatus"] == "Ready"
+        })
+        .await?;
+    ensure!(
+        status["states"]["statusctxid"] == first.as_str(),
+        "the status context moved: {}",
+        status["states"]
+    );
+    let snapshot = scenario.observer.snapshot();
+    ensure!(
+        updated_webs(&snapshot) == CLUSTERS,
+        "web is not updated everywhere: {}",
+        describe(&snapshot)
+    );
+    // Every object is still the one the instantiate created (an update patches in place, it
+    // never deletes and re-creates), labelled with the first context, and the pre-install hook
+    // did not run again (an update runs upgrade hooks only).
+    scenario.check_history(false)?;
+    check_finished_hooks_not_rerun(&finished, &snapshot)?;
+    for cluster in cluster_names() {
+        let objects = scenario.sim.objects(&scenario.client, &cluster).await?;
+        for object in expected_objects().iter().filter(|o| !o.hook) {
+            let live = objects
+                .get(&object.key)
+                .with_context(|| format!("{cluster}: {} is gone", object.key))?;
+            let label = str_at(live, "/metadata/labels/emco~1deployment-id");
+            ensure!(
+                label == format!("{first}-{}", object.app),
+                "{cluster}: {} is labelled {label:?}",
+                object.key
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_survives_kills() -> anyhow::Result<()> {
+    let mut scenario = Scenario::start("update").await?;
+    match update_with_kills(&mut scenario).await {
+        Ok(()) => Ok(()),
+        Err(error) => Err(scenario.explain(error)),
+    }
+}

@@ -226,7 +226,8 @@ fn created() -> ObjectRecord {
 
 /// The record an update starts an app-cluster from when the app stays on it: objects
 /// identical to the source's keep the source's record if applied there (they are not sent
-/// again); new and changed objects, and any not applied, start pending.
+/// again); new and changed objects, and any not applied, start pending. Hooks keep the record
+/// of their last run.
 fn carried_record(
     op_rev: u64,
     new_objects: &[ContextObject],
@@ -244,6 +245,13 @@ fn carried_record(
             else {
                 return created();
             };
+            // An update runs no install hook: a hook's record is the outcome of its last run
+            // (an upgrade hook that runs now is recorded afresh).
+            if object.phase.hook().is_some()
+                && let Some(record) = old_record.map(|record| &record.objects[index])
+            {
+                return record.clone();
+            }
             if old_objects[index] != *object {
                 return ObjectRecord {
                     action: Some(LastAction::Updated),
@@ -992,7 +1000,7 @@ async fn wait_dependency(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
-    use emco_core::appcontext::{AppContextBuilder, AppInput, ContextObject, DigRef, Phase};
+    use emco_core::appcontext::{AppContextBuilder, AppInput, DigRef, Phase};
     use emco_store::{Op, RedbStore, Store, Txn};
     use serde_json::json;
 
@@ -1038,6 +1046,103 @@ mod tests {
             })
             .await
             .unwrap();
+    }
+
+    fn object_named(name: &str, data: &str, phase: Phase) -> ContextObject {
+        ContextObject {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: name.into(),
+            namespace: Some("default".into()),
+            phase,
+            delete_policies: vec![],
+            keep_on_uninstall: false,
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": name}, "data": {"v": data}}),
+        }
+    }
+
+    #[test]
+    fn an_update_carries_what_it_does_not_change() {
+        use emco_core::appcontext::HookEvents;
+        use emco_core::status::ReadyStatus;
+        let resource = Phase::Resource { order: 0 };
+        let hook = Phase::Hook {
+            weight: 0,
+            events: HookEvents {
+                pre_install: true,
+                ..HookEvents::default()
+            },
+        };
+        let old = vec![
+            object_named("same", "1", resource),
+            object_named("changed", "1", resource),
+            object_named("failed", "1", resource),
+            object_named("setup", "1", hook),
+            object_named("gone", "1", resource),
+        ];
+        let new = vec![
+            object_named("setup", "2", hook),
+            object_named("same", "1", resource),
+            object_named("changed", "2", resource),
+            object_named("failed", "1", resource),
+            object_named("added", "1", resource),
+        ];
+        let applied = ObjectRecord {
+            deployed: DeployedStatus::Applied,
+            ready: Some(ReadyStatus::Ready),
+            ..ObjectRecord::default()
+        };
+        let hook_done = ObjectRecord {
+            deployed: DeployedStatus::Deleted,
+            ready: Some(ReadyStatus::Ready),
+            ..ObjectRecord::default()
+        };
+        let failed = ObjectRecord {
+            deployed: DeployedStatus::Failed,
+            message: Some("refused".into()),
+            ..ObjectRecord::default()
+        };
+        let old_record = AppClusterRecord {
+            op_rev: 3,
+            objects: vec![
+                applied.clone(),
+                applied.clone(),
+                failed,
+                hook_done.clone(),
+                applied.clone(),
+            ],
+            ..AppClusterRecord::default()
+        };
+        let carried = carried_record(9, &new, &old, Some(&old_record));
+        assert_eq!(carried.op_rev, 9);
+        assert_eq!(carried.state, AppClusterState::Pending);
+        assert!(
+            carried.hooks_done.is_empty(),
+            "hooks run anew per operation"
+        );
+        let pending = |action| ObjectRecord {
+            action,
+            ..ObjectRecord::default()
+        };
+        assert_eq!(
+            carried.objects,
+            [
+                hook_done,
+                applied,
+                pending(Some(LastAction::Updated)),
+                pending(None),
+                pending(Some(LastAction::Created)),
+            ]
+        );
+        // Without the source's record (it never reached the cluster) everything is sent.
+        let fresh = carried_record(9, &new, &old, None);
+        assert!(
+            fresh
+                .objects
+                .iter()
+                .all(|object| object.deployed == DeployedStatus::Pending)
+        );
     }
 
     #[tokio::test]
