@@ -29,6 +29,11 @@
 //! Environment knobs:
 //! - `DEPLOY_BENCH_CLUSTERS` (default 1000), `DEPLOY_BENCH_APPS` (5), `DEPLOY_BENCH_OBJECTS`
 //!   (objects per app, at least and by default 10: extra ones are ConfigMaps);
+//! - `DEPLOY_BENCH_UPDATE` (1): once all Ready, update (issue #6): the first app gets a new chart
+//!   whose only change is its Deployment's image, then `POST .../update` is timed until the
+//!   status says Updated and everything is Ready again; the write requests the simulated
+//!   clusters answered meanwhile are counted (`/sim/stats`: one per cluster is the target) and
+//!   the hub's RSS read (0 skips);
 //! - `DEPLOY_BENCH_TERMINATE` (1): terminate after all Ready and time it (0 skips);
 //! - `DEPLOY_BENCH_CONCURRENCY`: clusters worked on at once, the floor's bound and the hub's
 //!   `EMCO_MAX_CONCURRENT_CLUSTERS` (default 64, the synchronizer's default);
@@ -119,6 +124,8 @@ struct Config {
     objects: usize,
     /// Terminate after Ready, timed.
     terminate: bool,
+    /// Update one app's chart after Ready, timed, with the writes it sent counted.
+    update: bool,
     concurrency: usize,
     onboard_concurrency: usize,
     ready_after: String,
@@ -174,6 +181,7 @@ impl Config {
             apps,
             objects,
             terminate: env_or("DEPLOY_BENCH_TERMINATE", 1u8)? != 0,
+            update: env_or("DEPLOY_BENCH_UPDATE", 1u8)? != 0,
             concurrency,
             onboard_concurrency,
             ready_after: env_or("DEPLOY_BENCH_READY_AFTER", "1s".to_owned())?,
@@ -1417,10 +1425,138 @@ struct DeployResult {
     status_latencies: Vec<Duration>,
     /// The hub's data directory after all Ready.
     store_bytes: u64,
+    /// The update of one app's chart, when measured.
+    update: Option<UpdateResult>,
     /// `POST .../terminate` until the status says Terminated.
     terminated: Option<Duration>,
     hub_cpu: f64,
     sim_cpu: f64,
+}
+
+/// What the update of one app's chart (one Deployment's image) took.
+struct UpdateResult {
+    /// `POST .../update` until its 202 (renders every chart, builds and stores the revision).
+    answered: Duration,
+    /// Until the status said Updated.
+    updated: Duration,
+    /// Until everything was Ready again.
+    ready: Duration,
+    /// Write requests the simulated clusters answered from the update's request to Ready.
+    writes: u64,
+    /// The hub's RSS once everything was Ready again.
+    rss_kib: u64,
+}
+
+/// The first app's chart with its Deployment's image changed, nothing else.
+fn updated_chart(name: &str) -> anyhow::Result<Vec<u8>> {
+    let values = VALUES_YAML.replace(
+        "image: registry.example/bench/server:1.4.2",
+        "image: registry.example/bench/server:1.4.3",
+    );
+    ensure!(values != VALUES_YAML, "the chart's image line moved");
+    let mut files = vec![
+        (
+            format!("{name}/Chart.yaml"),
+            format!(
+                "apiVersion: v2\nname: {name}\ndescription: deploy benchmark app\ntype: application\nversion: 0.1.0\nappVersion: \"1.4.2\"\n"
+            )
+            .into_bytes(),
+        ),
+        (format!("{name}/values.yaml"), values.into_bytes()),
+    ];
+    for (file, text) in TEMPLATES {
+        files.push((format!("{name}/templates/{file}"), text.as_bytes().to_vec()));
+    }
+    tar_gz(&files)
+}
+
+/// Write requests every simulated cluster answered so far.
+async fn sim_writes(client: &reqwest::Client, sim: &Sim) -> anyhow::Result<u64> {
+    let server = sim.server_url(&cluster_name(1))?;
+    let base = server
+        .split_once("/clusters/")
+        .map_or(server.as_str(), |(base, _)| base);
+    let stats: Value = client
+        .get(format!("{base}/sim/stats"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    stats["writes"].as_u64().context("/sim/stats has no writes")
+}
+
+/// Replaces the first app's chart, then updates and waits for Updated and Ready.
+async fn update_and_wait(
+    client: &reqwest::Client,
+    base: &str,
+    config: &Config,
+    hub: &mut Process,
+    sim: &Sim,
+) -> anyhow::Result<UpdateResult> {
+    let app = "app-1";
+    let url = format!("{base}{}/apps/{app}", composite_app_path());
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", json!({"metadata": {"name": app}}).to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(updated_chart(app)?).file_name("chart.tgz"),
+        );
+    let response = client.put(&url).multipart(form).send().await?;
+    ensure!(
+        response.status().is_success(),
+        "PUT {url}: {}",
+        response.status()
+    );
+    let writes_before = sim_writes(client, sim).await?;
+    let started = Instant::now();
+    let answered = post(
+        client,
+        base,
+        &format!("{}/update", dig_path()),
+        Body::Empty,
+        ACCEPTED,
+    )
+    .await?;
+    emit(&format!(
+        "update answered 202 after {:.3} s\n",
+        secs(answered)
+    ));
+    let mut updated = None;
+    let ready = loop {
+        hub.ensure_running()?;
+        if updated.is_none() {
+            let (status, _) = get_status(client, base, "status=deployed&output=summary").await?;
+            if status["deployedStatus"] == "Updated" {
+                updated = Some(started.elapsed());
+                emit(&format!("Updated after {:.2} s\n", secs(started.elapsed())));
+            }
+        } else {
+            let (status, _) = get_status(client, base, "status=ready&output=summary").await?;
+            if status["readyStatus"] == "Ready" {
+                break started.elapsed();
+            }
+        }
+        ensure!(
+            started.elapsed() < config.timeout,
+            "the update did not finish within {:?}",
+            config.timeout
+        );
+        tokio::time::sleep(FINAL_POLL).await;
+    };
+    let writes = sim_writes(client, sim).await? - writes_before;
+    let rss_kib = usage(hub.pid())?.rss_kib;
+    emit(&format!(
+        "update Ready after {:.2} s; {writes} write requests reached the clusters ({:.2} per cluster)\n",
+        secs(ready),
+        writes as f64 / config.clusters as f64
+    ));
+    Ok(UpdateResult {
+        answered,
+        updated: updated.unwrap_or(ready),
+        ready,
+        writes,
+        rss_kib,
+    })
 }
 
 async fn run_hub(
@@ -1581,6 +1717,11 @@ async fn instantiate_and_wait(
         wait_for("status=ready&output=summary", "readyCounts", &all_ready).await?;
     emit(&format!("all Ready after {:.2} s\n", secs(ready)));
     let store_bytes = dir_size(data_dir)?;
+    let update = if config.update {
+        Some(update_and_wait(client, base, config, hub, sim).await?)
+    } else {
+        None
+    };
     let terminated = if config.terminate {
         let started = Instant::now();
         post(
@@ -1623,6 +1764,7 @@ async fn instantiate_and_wait(
         status_latency_sum: latency_sum,
         status_latencies: latencies,
         store_bytes,
+        update,
         terminated,
         hub_cpu: 0.0,
         sim_cpu: 0.0,
@@ -1723,6 +1865,12 @@ fn summary_json(
         "status_queries": deploy.map(|d| d.status_latencies.len()),
         "store_bytes": deploy.map(|d| d.store_bytes),
         "store_bytes_per_object": deploy.map(|d| round(d.store_bytes as f64 / expected.max(1) as f64, 0)),
+        "update_answered_s": deploy.and_then(|d| d.update.as_ref()).map(|u| round(secs(u.answered), 3)),
+        "update_updated_s": deploy.and_then(|d| d.update.as_ref()).map(|u| round(secs(u.updated), 2)),
+        "update_ready_s": deploy.and_then(|d| d.update.as_ref()).map(|u| round(secs(u.ready), 2)),
+        "update_writes": deploy.and_then(|d| d.update.as_ref()).map(|u| u.writes),
+        "update_writes_per_cluster": deploy.and_then(|d| d.update.as_ref()).map(|u| round(u.writes as f64 / config.clusters as f64, 2)),
+        "update_hub_rss_mib": deploy.and_then(|d| d.update.as_ref()).map(|u| round(kib_to_mib(u.rss_kib), 1)),
         "terminate_s": deploy.and_then(|d| d.terminated).map(|t| round(secs(t), 2)),
         "hub_cpu_s": deploy.map(|d| round(d.hub_cpu, 1)),
         "sim_cpu_s": deploy.map(|d| round(d.sim_cpu, 1)),
