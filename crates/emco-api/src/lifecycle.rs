@@ -163,10 +163,22 @@ pub async fn status(
     Ok(axum::Json(value).into_response())
 }
 
-/// After a deployment intent group or one of its intents changed: an approved group goes back
-/// to Created (it must be approved again, as upstream asks).
+/// The orchestrator's own parts of a group: changing one after approval revokes it. Action
+/// controllers' intents (generic K8s, network, traffic, ...) do not: upstream keeps them in
+/// other services, and its examples add them to approved groups (`test-gac`).
+const APPROVED_PARTS: &[&str] = &[
+    "deploymentIntentGroup",
+    "groupIntent",
+    "genericPlacementIntent",
+    "genericAppPlacementIntent",
+];
+
+/// After a deployment intent group or its placement intents changed: an approved group goes
+/// back to Created (it must be approved again).
 pub async fn revoke_approval(state: &AppState, changed: &ResourceKey) -> ApiResult<()> {
-    if changed.get("deploymentIntentGroup").is_none() {
+    if changed.get("deploymentIntentGroup").is_none()
+        || !APPROVED_PARTS.contains(&changed.kind.as_str())
+    {
         return Ok(());
     }
     let elements: Vec<(String, String)> = changed

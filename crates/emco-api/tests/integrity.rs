@@ -205,6 +205,15 @@ async fn changing_an_approved_group_or_its_intents_needs_a_new_approval() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(state(&hub).await, "Created");
+    // An action controller's intent does not (upstream's test-gac adds them after approval).
+    hub.ok("POST", &format!("{DIG}/approve"), None).await;
+    hub.ok(
+        "POST",
+        &format!("{DIG}/generic-k8s-intents"),
+        Some(meta("gac-intent")),
+    )
+    .await;
+    assert_eq!(state(&hub).await, "Approved");
 }
 
 #[tokio::test]

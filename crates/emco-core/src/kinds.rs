@@ -7,7 +7,9 @@
 
 use std::sync::LazyLock;
 
-use crate::refschema::{RefSchema, ReferenceSchema, ReferenceType, ResourceSchema, SchemaSegment};
+use crate::refschema::{
+    RefSchema, ReferenceCondition, ReferenceSchema, ReferenceType, ResourceSchema, SchemaSegment,
+};
 
 /// Name of the schema segment holding the hub's own resources.
 pub const BASE_SEGMENT: &str = "emco-base";
@@ -374,7 +376,19 @@ pub fn base_segment() -> SchemaSegment {
         // Generic action controller.
         res("genericK8sIntent", p("deploymentIntentGroup"), vec![]),
         res("genericResource", p("genericK8sIntent"), vec![to("app")]),
-        res("customization", p("genericResource"), vec![to("cluster")]),
+        // The cluster is a reference only for name-scoped customizations: upstream's test-gac
+        // names a `dummy` cluster in label-scoped ones.
+        res(
+            "customization",
+            p("genericResource"),
+            vec![ReferenceSchema {
+                when: Some(ReferenceCondition {
+                    field: "clusterInfo.scope".into(),
+                    value: "name".into(),
+                }),
+                ..to("cluster")
+            }],
+        ),
         // HPA placement.
         res("hpaIntent", p("deploymentIntentGroup"), vec![to("app")]),
         res("hpaConsumer", p("hpaIntent"), vec![]),

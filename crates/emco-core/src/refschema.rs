@@ -49,6 +49,32 @@ pub struct ReferenceSchema {
     /// With `Map`: names that are not references (skipped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filter_keys: Vec<String>,
+    /// Only a reference when the body's `spec` holds `value` at `field` (a dotted path,
+    /// compared case-insensitively): a GAC customization names a cluster only when its
+    /// `clusterInfo.scope` is `name`. An EMCO-rs extension of upstream's schema format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<ReferenceCondition>,
+}
+
+/// See [`ReferenceSchema::when`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceCondition {
+    pub field: String,
+    pub value: String,
+}
+
+impl ReferenceCondition {
+    fn holds(&self, spec: &Value) -> bool {
+        let mut at = spec;
+        for step in self.field.split('.') {
+            match at.get(step) {
+                Some(next) => at = next,
+                None => return false,
+            }
+        }
+        at.as_str()
+            .is_some_and(|text| text.eq_ignore_ascii_case(&self.value))
+    }
 }
 
 /// One resource of a schema segment. `name` may be `first.second` for resources whose identity is
@@ -263,6 +289,13 @@ impl RefSchema {
             let Some(target) = self.nodes.get(&reference.name) else {
                 continue;
             };
+            if reference
+                .when
+                .as_ref()
+                .is_some_and(|condition| !condition.holds(spec))
+            {
+                continue;
+            }
             let elements = &target.key_elements;
             let candidates: Vec<BTreeMap<String, String>> = match reference.kind {
                 ReferenceType::Map => {
@@ -512,6 +545,33 @@ mod tests {
         );
         let body = json!({"spec": {"clusterInfo": {"clusterProvider": "prov", "cluster": "", "clusterLabel": "edge"}}});
         assert!(s.references_of(&custom, &body).is_empty());
+    }
+
+    #[test]
+    fn a_customization_names_a_cluster_only_when_scoped_by_name() {
+        let s = base_schema();
+        let custom = key(
+            "customization",
+            &[
+                ("project", "p"),
+                ("compositeApp", "ca"),
+                ("compositeAppVersion", "v1"),
+                ("deploymentIntentGroup", "d"),
+                ("genericK8sIntent", "g"),
+                ("genericResource", "r"),
+                ("customization", "c"),
+            ],
+        );
+        let by_label = json!({"spec": {"clusterInfo": {"scope": "label", "clusterProvider": "prov", "cluster": "dummy", "clusterLabel": "edge"}}});
+        assert!(s.references_of(&custom, &by_label).is_empty());
+        let by_name = json!({"spec": {"clusterInfo": {"scope": "Name", "clusterProvider": "prov", "cluster": "c1"}}});
+        assert_eq!(
+            s.references_of(&custom, &by_name),
+            vec![key(
+                "cluster",
+                &[("clusterProvider", "prov"), ("cluster", "c1")]
+            )]
+        );
     }
 
     #[test]

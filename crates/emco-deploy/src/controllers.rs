@@ -25,14 +25,23 @@ pub trait PlacementController: Send + Sync {
     ) -> Result<(), String>;
 }
 
-/// Customises objects per app and cluster (generic K8s intents, network, traffic, ...).
-/// `Ok(None)` keeps the objects as they are.
+/// Customises objects per app and cluster (generic K8s intents, network, traffic, ...): reads
+/// what its intent asks for once per revision built ([`ActionController::prepare`]), then the
+/// returned [`Customiser`] runs for every app and cluster without I/O (a fleet has thousands).
 #[async_trait]
 pub trait ActionController: Send + Sync {
-    async fn customise(
+    async fn prepare(
         &self,
         group: &GroupInputs,
         intent: &str,
+    ) -> Result<Box<dyn Customiser>, String>;
+}
+
+/// One intent's customisation, ready to run per app and cluster. `Ok(None)` keeps the objects
+/// as they are.
+pub trait Customiser: Send + Sync {
+    fn customise(
+        &self,
         app: &str,
         cluster: &ClusterId,
         objects: &[ContextObject],

@@ -15,6 +15,7 @@
 
 pub mod controllers;
 pub mod engine;
+pub mod gac;
 pub mod gather;
 pub mod objects;
 mod status;
@@ -35,7 +36,7 @@ use emco_store::repository::{RepoError, Repository};
 use emco_store::{Op, Txn};
 use serde_json::Value;
 
-pub use controllers::{ActionController, ControllerSet, PlacementController};
+pub use controllers::{ActionController, ControllerSet, Customiser, PlacementController};
 pub use engine::{Engine, RunReport, RunTally, SyncEngine};
 
 /// Largest number of writes per transaction when storing a context (etcd allows 128).
@@ -256,7 +257,21 @@ impl Deployer {
         let chosen = placement::choose_all(&resolved, &BTreeMap::new())
             .map_err(|e| DeployError::BadRequest(format!("placement: {e}")))?;
 
-        // Action controllers run here (async), their results feed the builder's modifier.
+        // Action controllers read their intents once, then customise per app and cluster; the
+        // results feed the builder's modifier.
+        let mut customisers = Vec::with_capacity(actions.len());
+        for (named, controller) in &actions {
+            let customiser = controller
+                .prepare(inputs, &named.intent)
+                .await
+                .map_err(|e| {
+                    DeployError::BadRequest(format!(
+                        "action controller {:?} (intent {:?}): {e}",
+                        named.name, named.intent
+                    ))
+                })?;
+            customisers.push((*named, customiser));
+        }
         let mut customised: HashMap<(String, ClusterId), Vec<ContextObject>> = HashMap::new();
         for (app, objects) in inputs.apps.iter().zip(&rendered) {
             let Some(clusters) = chosen.get(&app.name) else {
@@ -265,18 +280,14 @@ impl Deployer {
             for cluster in clusters {
                 let id = ClusterId::from(cluster);
                 let mut current: Option<Vec<ContextObject>> = None;
-                for (named, controller) in &actions {
+                for (named, customiser) in &customisers {
                     let base = current.as_deref().unwrap_or(objects);
-                    if let Some(list) = controller
-                        .customise(inputs, &named.intent, &app.name, &id, base)
-                        .await
-                        .map_err(|e| {
-                            DeployError::BadRequest(format!(
-                                "action controller {:?} for app {:?} on {id}: {e}",
-                                named.name, app.name
-                            ))
-                        })?
-                    {
+                    if let Some(list) = customiser.customise(&app.name, &id, base).map_err(|e| {
+                        DeployError::BadRequest(format!(
+                            "action controller {:?} for app {:?} on {id}: {e}",
+                            named.name, app.name
+                        ))
+                    })? {
                         current = Some(list);
                     }
                 }

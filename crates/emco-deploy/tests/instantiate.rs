@@ -16,7 +16,8 @@ use emco_core::placement::Placement;
 use emco_core::status::AppContextStatus;
 use emco_deploy::gather::GroupInputs;
 use emco_deploy::{
-    ActionController, ControllerSet, DeployError, Deployer, Engine, PlacementController, RunReport,
+    ActionController, ControllerSet, Customiser, DeployError, Deployer, Engine,
+    PlacementController, RunReport,
 };
 use emco_helm::{HelmConfig, HelmRenderer};
 use emco_store::Op;
@@ -335,10 +336,24 @@ struct Annotate {
 
 #[async_trait]
 impl ActionController for Annotate {
-    async fn customise(
+    async fn prepare(&self, _: &GroupInputs, intent: &str) -> Result<Box<dyn Customiser>, String> {
+        Ok(Box::new(Annotation {
+            name: self.name,
+            expects: self.expects,
+            intent: intent.to_owned(),
+        }))
+    }
+}
+
+struct Annotation {
+    name: &'static str,
+    expects: &'static [&'static str],
+    intent: String,
+}
+
+impl Customiser for Annotation {
+    fn customise(
         &self,
-        _: &GroupInputs,
-        intent: &str,
         _: &str,
         _: &ClusterId,
         objects: &[ContextObject],
@@ -355,7 +370,7 @@ impl ActionController for Annotate {
                     return Err(format!("{} ran before {earlier}", self.name));
                 }
             }
-            annotations[self.name] = json!(intent);
+            annotations[self.name] = json!(self.intent);
         }
         Ok(Some(objects))
     }

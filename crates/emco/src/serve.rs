@@ -9,7 +9,7 @@ use axum::ServiceExt;
 use std::time::Duration;
 
 use emco_api::{AppState, DEFAULT_MAX_BODY, router};
-use emco_deploy::{Deployer, SyncEngine};
+use emco_deploy::{ControllerSet, Deployer, SyncEngine};
 use emco_helm::{HelmConfig, HelmRenderer};
 use emco_rsync::ClusterOptions;
 use emco_rsync::engine::{StoreConnector, SyncConfig, Synchronizer};
@@ -136,12 +136,19 @@ impl ServeArgs {
             .await
             .context("resuming unfinished deployments")?;
         if resumed > 0 {
-            tracing::info!(resumed, "resumed unfinished instantiate/terminate runs");
+            tracing::info!(
+                resumed,
+                "resumed unfinished instantiate/update/terminate runs"
+            );
         }
-        Ok(Arc::new(Deployer::new(
-            repo.clone(),
-            renderer,
-            Arc::new(SyncEngine(synchronizer)),
-        )))
+        // Built-in action controllers, by the name a group's intents give them.
+        let controllers = ControllerSet::default().with_action(
+            emco_deploy::gac::NAME,
+            Arc::new(emco_deploy::gac::GacController::new(repo.clone())),
+        );
+        Ok(Arc::new(
+            Deployer::new(repo.clone(), renderer, Arc::new(SyncEngine(synchronizer)))
+                .with_controllers(controllers),
+        ))
     }
 }

@@ -720,3 +720,170 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
     ensure!(left.is_empty(), "left after terminate: {left:?}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/test-gac: generic K8s intents, then test-gac-update, update and rollback
+// ---------------------------------------------------------------------------------------------
+
+const GAC_GROUP: &str = "/v2/projects/proj1/composite-apps/gac-composite-app/v1/deployment-intent-groups/collection-deployment-intent-group";
+
+/// Upstream's generated values for test-gac with the simulator's kubeconfig and the generated
+/// archives.
+fn gac_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
+    let source = generated("examples/test-gac/values.yaml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
+    let tarballs = generated("tarballs");
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split_once(':').map_or(line, |(key, _)| key);
+        let line = if line.contains("/path/to/") {
+            format!("{key}: {}", sim.kubeconfig("cluster1").display())
+        } else {
+            line.replace("output/", &format!("{}/", tarballs.display()))
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = scratch.join("values.yaml");
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+/// `kubectl get KIND NAME -n default -o json`.
+fn kubectl_object(kubectl: &Kubectl, kind: &str, name: &str) -> anyhow::Result<Value> {
+    kubectl
+        .get_json(&[
+            kind,
+            "-n",
+            "default",
+            "--field-selector",
+            &format!("metadata.name={name}"),
+        ])?
+        .into_iter()
+        .next()
+        .with_context(|| format!("kubectl finds no {kind} {name}"))
+}
+
+/// Waits until kubectl shows the etcd StatefulSet with `replicas`.
+async fn wait_replicas(kubectl: &Kubectl, replicas: u64) -> anyhow::Result<()> {
+    wait_for(
+        &format!("etcd with {replicas} replicas"),
+        Duration::from_secs(40),
+        Duration::from_millis(300),
+        || async {
+            let etcd = kubectl_object(kubectl, "statefulsets", "etcd")?;
+            let found = etcd["spec"]["replicas"].as_u64().unwrap_or_default();
+            Ok(if found == replicas {
+                Ok(())
+            } else {
+                Err(format!("{found} replicas"))
+            })
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gac_example_customises_the_operator_then_updates_and_rolls_back() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let scratch = scratch.path();
+    let client = support::http_client()?;
+    let sim = Sim::start(scratch, 1, "cluster", "1s").await?;
+    let hub = support::start_hub(scratch, &client).await?;
+    let api = Api {
+        client: client.clone(),
+        base_url: hub.base_url.clone(),
+    };
+    let ctl = Emcoctl::new(&hub.base_url, scratch)?;
+    let values = gac_values(scratch, &sim)?;
+    let file = |name: &str| upstream_example(&format!("test-gac/{name}"));
+    let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
+
+    // apply.sh test-gac.yaml, in its order.
+    for name in [
+        "controllers.yaml",
+        "projects.yaml",
+        "clusters.yaml",
+        "logicalclouds.yaml",
+        "instantiatelc.yaml",
+        "apps.yaml",
+        "intents.yaml",
+        "test-gac.yaml",
+        "instantiate.yaml",
+    ] {
+        ctl.file("apply", &file(name), &values, &[])?;
+    }
+    wait_run(&api, GAC_GROUP, "Instantiated").await?;
+
+    // What the README shows on the edge cluster.
+    let netpol = kubectl_object(&kubectl, "networkpolicies", "netpol-db")?;
+    assert_eq!(
+        netpol["spec"]["podSelector"]["matchLabels"]["role"], "database",
+        "{netpol}"
+    );
+    kubectl_object(&kubectl, "networkpolicies", "netpol-web")?;
+    let team = kubectl_object(&kubectl, "configmaps", "cm-team")?;
+    let keys: BTreeSet<&str> = team["data"]
+        .as_object()
+        .map(|data| data.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "game.properties",
+            "team_size",
+            "ui_properties_file_name",
+            "user-interface.properties"
+        ]),
+        "{team}"
+    );
+    assert_eq!(team["data"]["team_size"], "10");
+    let game = kubectl_object(&kubectl, "configmaps", "cm-game")?;
+    assert_eq!(game["data"].as_object().map(|d| d.len()), Some(5), "{game}");
+    ensure!(
+        game["data"]["info.json"]
+            .as_str()
+            .is_some_and(|info| info.contains("berry"))
+    );
+    let auth = kubectl_object(&kubectl, "secrets", "secret-auth")?;
+    for key in ["extra", "USER_NAME", "PASSWORD", "EXPIRATION"] {
+        ensure!(
+            auth["data"].get(key).is_some(),
+            "secret-auth has no {key}: {auth}"
+        );
+    }
+    let user = kubectl_object(&kubectl, "secrets", "secret-user")?;
+    ensure!(
+        user["data"].get("data-userexpiration.yaml").is_some(),
+        "{user}"
+    );
+    wait_replicas(&kubectl, 1).await?;
+
+    // The README's update: the customization now asks for two replicas.
+    let out = ctl.file("update", &file("test-gac-update.yaml"), &values, &[])?;
+    ensure!(out.stdout.contains("--> 200"), "{}", out.stdout);
+    let out = ctl.file("apply", &file("update.yaml"), &values, &[])?;
+    ensure!(out.stdout.contains("/update --> 202"), "{}", out.stdout);
+    wait_replicas(&kubectl, 2).await?;
+    wait_run(&api, GAC_GROUP, "Updated").await?;
+    // Only the StatefulSet changed.
+    let detail = api
+        .status(GAC_GROUP, "status=deployed&output=detail&resource=etcd")
+        .await?;
+    ensure!(
+        detail.to_string().contains(r#""lastAction":"updated""#),
+        "{detail}"
+    );
+
+    let out = ctl.file("apply", &file("rollback.yaml"), &values, &[])?;
+    ensure!(out.stdout.contains("/rollback --> 202"), "{}", out.stdout);
+    wait_replicas(&kubectl, 1).await?;
+    wait_run(&api, GAC_GROUP, "Updated").await?;
+
+    ctl.file("apply", &file("terminate.yaml"), &values, &[])?;
+    wait_run(&api, GAC_GROUP, "Terminated").await?;
+    let left = kubectl.labelled("configmaps,secrets,networkpolicies,statefulsets")?;
+    ensure!(left.is_empty(), "left after terminate: {left:?}");
+    Ok(())
+}

@@ -339,7 +339,21 @@ impl Emcoctl {
     }
 
     pub fn run(&self, args: &[&std::ffi::OsStr]) -> anyhow::Result<CtlOutput> {
-        let output = Command::new(&self.binary)
+        self.run_in(None, args)
+    }
+
+    /// Runs in `dir` (upload files named relative to it), as upstream's scripts run in the
+    /// example's directory.
+    pub fn run_in(
+        &self,
+        dir: Option<&Path>,
+        args: &[&std::ffi::OsStr],
+    ) -> anyhow::Result<CtlOutput> {
+        let mut command = Command::new(&self.binary);
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let output = command
             .arg("--config")
             .arg(&self.config)
             .args(args)
@@ -360,13 +374,16 @@ impl Emcoctl {
         values: &Path,
         allowed: &[&str],
     ) -> anyhow::Result<CtlOutput> {
-        let out = self.run(&[
-            verb.as_ref(),
-            "-f".as_ref(),
-            file.as_os_str(),
-            "-v".as_ref(),
-            values.as_os_str(),
-        ])?;
+        let out = self.run_in(
+            file.parent(),
+            &[
+                verb.as_ref(),
+                "-f".as_ref(),
+                file.as_os_str(),
+                "-v".as_ref(),
+                values.as_os_str(),
+            ],
+        )?;
         let unexpected: Vec<&str> = out
             .failures()
             .into_iter()

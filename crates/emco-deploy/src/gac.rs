@@ -1,0 +1,820 @@
+//! The generic action controller (upstream's GAC, named `gac` in a group's intents). A generic
+//! K8s intent holds resources, each for one app: a new object the app gets (from the resource's
+//! file; a ConfigMap or Secret may also be built from data files) or an object the app's charts
+//! render (`newObject: "false"`). Each resource's customizations say on which of the app's
+//! clusters it applies (`clusterSpecific`, `clusterInfo`: by label or name, allow or deny) and
+//! how: a JSON patch (`patchType: json`), strategic merge patch files (`merge`), data files for
+//! ConfigMaps and Secrets (`configMapOptions`/`secretOptions` name their keys).
+//!
+//! [`GacController::prepare`] reads the intent once per revision built; [`GacIntent`] then
+//! customises each app and cluster without I/O.
+//!
+//! Differences from upstream, on purpose: the customizations of a new object that select a
+//! cluster all apply, in creation order (upstream creates the object once per customization,
+//! and the last one wins); a new ConfigMap or Secret keeps every field of its template (upstream
+//! re-serializes only apiVersion, kind, metadata, type and data). Patch values fetched from an
+//! external service (`$(http…)$`) are refused with a message until the controllers issue.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use emco_core::appcontext::{ClusterId, ContextObject, Phase};
+use emco_core::key::ResourceKey;
+use emco_helm::scope::{api_group, is_builtin_cluster_scoped};
+use emco_patch::{BuiltinSchema, GroupVersionKind};
+use emco_store::repository::{RepoError, Repository};
+use serde_json::{Map, Value, json};
+
+use crate::controllers::{ActionController, Customiser};
+use crate::gather::GroupInputs;
+
+/// The name a group's intents give the controller (`spec.intent.gac`).
+pub const NAME: &str = "gac";
+
+/// The controller: reads intents from the hub's repository.
+pub struct GacController {
+    repo: Arc<Repository>,
+}
+
+impl GacController {
+    pub fn new(repo: Arc<Repository>) -> Self {
+        Self { repo }
+    }
+}
+
+#[async_trait]
+impl ActionController for GacController {
+    async fn prepare(
+        &self,
+        group: &GroupInputs,
+        intent: &str,
+    ) -> Result<Box<dyn Customiser>, String> {
+        Ok(Box::new(
+            load(&self.repo, group, intent)
+                .await
+                .map_err(|e| e.to_string())?,
+        ))
+    }
+}
+
+/// Why a generic K8s intent cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GacError {
+    #[error("generic K8s intent {0:?} does not exist")]
+    MissingIntent(String),
+    #[error("resource {resource:?}: {message}")]
+    Resource { resource: String, message: String },
+    #[error("resource {resource:?}, customization {customization:?}: {message}")]
+    Customization {
+        resource: String,
+        customization: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// Which of an app's clusters a customization applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClusterFilter {
+    All,
+    Only(BTreeSet<ClusterId>),
+    Except(BTreeSet<ClusterId>),
+}
+
+impl ClusterFilter {
+    fn selects(&self, cluster: &ClusterId) -> bool {
+        match self {
+            ClusterFilter::All => true,
+            ClusterFilter::Only(set) => set.contains(cluster),
+            ClusterFilter::Except(set) => !set.contains(cluster),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Patch {
+    None,
+    /// RFC 6902 operations.
+    Json(Value),
+    /// Strategic merge patches: the customization's files (for ConfigMaps and Secrets, those
+    /// their data key options mark `mergePatch: "true"`).
+    Merge,
+}
+
+/// One uploaded customization file.
+#[derive(Debug, Clone, PartialEq)]
+struct DataFile {
+    /// The data key it becomes in a new ConfigMap or Secret.
+    key: String,
+    contents: Vec<u8>,
+    /// A strategic merge patch rather than data.
+    merge_patch: bool,
+    file_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Customization {
+    name: String,
+    clusters: ClusterFilter,
+    patch: Patch,
+    files: Vec<DataFile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct GacResource {
+    name: String,
+    app: String,
+    new_object: bool,
+    api_version: String,
+    kind: String,
+    object_name: String,
+    /// The resource's file, parsed (the new object's template).
+    template: Option<Value>,
+    customizations: Vec<Customization>,
+}
+
+/// One generic K8s intent, read and ready to customise apps per cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GacIntent {
+    /// Where namespaced new objects go (the logical cloud's namespace).
+    namespace: String,
+    resources: Vec<GacResource>,
+}
+
+fn parent(of: &ResourceKey) -> ResourceKey {
+    ResourceKey::new("parent", of.elements.clone())
+}
+
+fn text<'a>(doc: &'a Value, pointer: &str) -> &'a str {
+    doc.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `"true"` (any case) or a JSON `true`.
+fn flag(doc: &Value, pointer: &str) -> bool {
+    match doc.pointer(pointer) {
+        Some(Value::Bool(value)) => *value,
+        Some(Value::String(value)) => value.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// Reads the intent `intent` of `group` with its resources, files and customizations.
+pub async fn load(
+    repo: &Repository,
+    group: &GroupInputs,
+    intent: &str,
+) -> Result<GacIntent, GacError> {
+    let mut elements = group.key.elements.clone();
+    elements.push(("genericK8sIntent".to_owned(), intent.to_owned()));
+    let intent_key = ResourceKey::new("genericK8sIntent", elements);
+    match repo.get(&intent_key).await {
+        Ok(_) => {}
+        Err(RepoError::NotFound(_)) => return Err(GacError::MissingIntent(intent.to_owned())),
+        Err(other) => return Err(other.into()),
+    }
+    let mut resources = Vec::new();
+    for stored in repo.list("genericResource", &parent(&intent_key)).await? {
+        let name = stored.key.name().to_owned();
+        let spec = &stored.data["spec"];
+        let template = match repo.get_blob(&stored.key).await? {
+            Some(blob) => match emco_store::attachment::file_contents(&blob) {
+                Some(file) => parse_yaml(&file).map_err(|message| GacError::Resource {
+                    resource: name.clone(),
+                    message: format!("its file: {message}"),
+                })?,
+                None => None,
+            },
+            None => None,
+        };
+        let kind = text(spec, "/resourceGVK/kind").to_owned();
+        let mut customizations = Vec::new();
+        for stored in repo.list("customization", &parent(&stored.key)).await? {
+            let files = match repo.get_blob(&stored.key).await? {
+                Some(blob) => emco_store::attachment::unpack(&blob),
+                None => Vec::new(),
+            };
+            customizations.push(customization(group, &kind, &stored.data, files).map_err(
+                |message| GacError::Customization {
+                    resource: name.clone(),
+                    customization: stored.key.name().to_owned(),
+                    message,
+                },
+            )?);
+        }
+        resources.push(GacResource {
+            name,
+            app: text(spec, "/app").to_owned(),
+            new_object: flag(spec, "/newObject"),
+            api_version: text(spec, "/resourceGVK/apiVersion").to_owned(),
+            kind,
+            object_name: text(spec, "/resourceGVK/name").to_owned(),
+            template,
+            customizations,
+        });
+    }
+    Ok(GacIntent {
+        namespace: group.namespace.clone(),
+        resources,
+    })
+}
+
+/// A YAML (or JSON) document; `None` when it is empty.
+fn parse_yaml(bytes: &[u8]) -> Result<Option<Value>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_owned())?;
+    emco_helm::manifest::parse_document(text).map_err(|e| e.to_string())
+}
+
+fn customization(
+    group: &GroupInputs,
+    kind: &str,
+    doc: &Value,
+    files: Vec<emco_store::attachment::FilePart>,
+) -> Result<Customization, String> {
+    let spec = &doc["spec"];
+    let clusters = if flag(spec, "/clusterSpecific") {
+        let provider = text(spec, "/clusterInfo/clusterProvider");
+        let selected: BTreeSet<ClusterId> = match text(spec, "/clusterInfo/scope")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "label" => group
+                .inventory
+                .clusters_with_label(provider, text(spec, "/clusterInfo/clusterLabel"))
+                .map(ClusterId::from)
+                .collect(),
+            "name" => [ClusterId::new(provider, text(spec, "/clusterInfo/cluster"))].into(),
+            other => return Err(format!("clusterInfo.scope {other:?} is not label or name")),
+        };
+        match text(spec, "/clusterInfo/mode")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "allow" => ClusterFilter::Only(selected),
+            "deny" => ClusterFilter::Except(selected),
+            other => return Err(format!("clusterInfo.mode {other:?} is not allow or deny")),
+        }
+    } else {
+        ClusterFilter::All
+    };
+    let patch = match text(spec, "/patchType").to_ascii_lowercase().as_str() {
+        "" => Patch::None,
+        "json" => match spec.get("patchJson") {
+            Some(Value::Array(ops)) if !ops.is_empty() => {
+                if let Some(external) = ops.iter().find_map(|op| {
+                    op["value"]
+                        .as_str()
+                        .filter(|value| value.starts_with("$(http") && value.ends_with(")$"))
+                }) {
+                    return Err(format!(
+                        "patch values from an external service ({external}) are not supported by this hub"
+                    ));
+                }
+                Patch::Json(Value::Array(ops.clone()))
+            }
+            _ => return Err("patchType json needs a non-empty patchJson list".into()),
+        },
+        "merge" => Patch::Merge,
+        other => return Err(format!("patchType {other:?} is not json or merge")),
+    };
+    let options = match kind.to_ascii_lowercase().as_str() {
+        "configmap" => spec.pointer("/configMapOptions/dataKeyOptions"),
+        "secret" => spec.pointer("/secretOptions/dataKeyOptions"),
+        _ => None,
+    }
+    .and_then(Value::as_array)
+    .cloned()
+    .unwrap_or_default();
+    let is_data_kind = matches!(kind.to_ascii_lowercase().as_str(), "configmap" | "secret");
+    let files = files
+        .into_iter()
+        .map(|part| {
+            let file_name = part
+                .filename
+                .as_deref()
+                .map(|name| name.rsplit('/').next().unwrap_or(name).to_owned())
+                .unwrap_or_else(|| part.field.clone());
+            let option = options
+                .iter()
+                .find(|option| text(option, "/fileName") == file_name);
+            let key = option
+                .map(|option| text(option, "/keyName"))
+                .filter(|key| !key.is_empty())
+                .unwrap_or(&file_name)
+                .to_owned();
+            DataFile {
+                key,
+                merge_patch: if is_data_kind {
+                    option.is_some_and(|option| flag(option, "/mergePatch"))
+                } else {
+                    true
+                },
+                contents: part.contents,
+                file_name,
+            }
+        })
+        .collect();
+    Ok(Customization {
+        name: doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        clusters,
+        patch,
+        files,
+    })
+}
+
+impl GacResource {
+    fn is(&self, kind: &str) -> bool {
+        self.kind.eq_ignore_ascii_case(kind)
+    }
+
+    fn error(&self, customization: &Customization, message: impl Into<String>) -> String {
+        format!(
+            "resource {:?}, customization {:?}: {}",
+            self.name,
+            customization.name,
+            message.into()
+        )
+    }
+
+    /// The new object before customizations: its file, or an empty ConfigMap or Secret.
+    fn base_object(&self) -> Result<Value, String> {
+        if let Some(template) = &self.template {
+            return Ok(template.clone());
+        }
+        let empty = if self.is("configmap") {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": self.object_name}, "data": {}})
+        } else if self.is("secret") {
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                   "metadata": {"name": self.object_name}, "data": {}})
+        } else {
+            return Err(format!(
+                "resource {:?} is a new {} but has no file",
+                self.name, self.kind
+            ));
+        };
+        Ok(empty)
+    }
+
+    /// Adds a customization's data files to a new ConfigMap or Secret.
+    fn add_data(&self, customization: &Customization, object: &mut Value) -> Result<(), String> {
+        let secret = self.is("secret");
+        if !secret && !self.is("configmap") {
+            return Ok(());
+        }
+        if secret && object.get("type").is_none() {
+            object["type"] = json!("Opaque");
+        }
+        let map = object
+            .as_object_mut()
+            .ok_or_else(|| self.error(customization, "the template is not an object"))?
+            .entry("data")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if map.is_null() {
+            *map = Value::Object(Map::new());
+        }
+        let data = map
+            .as_object_mut()
+            .ok_or_else(|| self.error(customization, "the template's data is not a map"))?;
+        for file in customization.files.iter().filter(|file| !file.merge_patch) {
+            if !valid_data_key(&file.key) {
+                return Err(self.error(
+                    customization,
+                    format!(
+                        "{:?} (from file {:?}) is not a valid data key",
+                        file.key, file.file_name
+                    ),
+                ));
+            }
+            if data.contains_key(&file.key) {
+                return Err(self.error(
+                    customization,
+                    format!("data key {:?} exists already", file.key),
+                ));
+            }
+            let value = if secret {
+                base64::engine::general_purpose::STANDARD.encode(&file.contents)
+            } else {
+                String::from_utf8(file.contents.clone()).map_err(|_| {
+                    self.error(
+                        customization,
+                        format!("file {:?} is not UTF-8 text", file.file_name),
+                    )
+                })?
+            };
+            data.insert(file.key.clone(), Value::String(value));
+        }
+        Ok(())
+    }
+
+    /// Applies a customization's patch to `object`.
+    fn patch(&self, customization: &Customization, object: Value) -> Result<Value, String> {
+        match &customization.patch {
+            Patch::None => Ok(object),
+            Patch::Json(ops) => emco_patch::json_patch(&object, ops)
+                .map_err(|e| self.error(customization, format!("JSON patch: {e}"))),
+            Patch::Merge => {
+                let api_version = object
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&self.api_version)
+                    .to_owned();
+                let kind = object
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&self.kind)
+                    .to_owned();
+                let gvk = GroupVersionKind::from_api_version(&api_version, kind);
+                let mut patched = object;
+                let mut any = false;
+                for file in customization.files.iter().filter(|file| file.merge_patch) {
+                    any = true;
+                    let patch = parse_yaml(&file.contents)
+                        .map_err(|e| {
+                            self.error(customization, format!("file {:?}: {e}", file.file_name))
+                        })?
+                        .unwrap_or(Value::Null);
+                    patched =
+                        emco_patch::strategic_merge_patch(&patched, &patch, &BuiltinSchema, &gvk)
+                            .map_err(|e| {
+                            self.error(
+                                customization,
+                                format!("strategic merge patch {:?}: {e}", file.file_name),
+                            )
+                        })?;
+                }
+                if !any {
+                    return Err(self.error(customization, "patchType merge needs a patch file"));
+                }
+                Ok(patched)
+            }
+        }
+    }
+}
+
+/// A ConfigMap or Secret data key: alphanumerics, `-`, `_`, `.`; at most 253 characters.
+fn valid_data_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Customiser for GacIntent {
+    fn customise(
+        &self,
+        app: &str,
+        cluster: &ClusterId,
+        objects: &[ContextObject],
+    ) -> Result<Option<Vec<ContextObject>>, String> {
+        let mut out = objects.to_vec();
+        let mut changed = false;
+        for resource in self.resources.iter().filter(|r| r.app == app) {
+            let applicable: Vec<&Customization> = resource
+                .customizations
+                .iter()
+                .filter(|c| c.clusters.selects(cluster))
+                .collect();
+            // As upstream: a resource reaches a cluster through a customization that selects it.
+            if applicable.is_empty() {
+                continue;
+            }
+            if resource.new_object {
+                let mut object = resource.base_object()?;
+                for customization in &applicable {
+                    resource.add_data(customization, &mut object)?;
+                    object = resource.patch(customization, object)?;
+                }
+                let context_object = self.new_context_object(resource, object, &out)?;
+                let identity = context_object.identity();
+                match out.iter().position(|o| o.identity() == identity) {
+                    Some(index) => out[index] = context_object,
+                    None => out.push(context_object),
+                }
+                changed = true;
+            } else {
+                let Some(index) = out.iter().position(|o| {
+                    o.kind.eq_ignore_ascii_case(&resource.kind) && o.name == resource.object_name
+                }) else {
+                    // As upstream: an object the app does not render on this cluster is skipped.
+                    continue;
+                };
+                let mut object = out[index].object.clone();
+                for customization in &applicable {
+                    if customization.patch == Patch::None {
+                        return Err(resource.error(
+                            customization,
+                            "changing an object the app renders needs a patchType",
+                        ));
+                    }
+                    object = resource.patch(customization, object)?;
+                }
+                if object != out[index].object {
+                    out[index].object = object;
+                    changed = true;
+                }
+            }
+        }
+        Ok(changed.then_some(out))
+    }
+}
+
+impl GacIntent {
+    /// The context object of a new resource: named by the object itself, in the group's
+    /// namespace when namespaced, installed after the app's own resources.
+    fn new_context_object(
+        &self,
+        resource: &GacResource,
+        mut object: Value,
+        existing: &[ContextObject],
+    ) -> Result<ContextObject, String> {
+        let field = |object: &Value, pointer: &str, fallback: &str| {
+            object
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .filter(|value| !value.is_empty())
+                .unwrap_or(fallback)
+                .to_owned()
+        };
+        let api_version = field(&object, "/apiVersion", &resource.api_version);
+        let kind = field(&object, "/kind", &resource.kind);
+        let name = field(&object, "/metadata/name", &resource.object_name);
+        if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+            return Err(format!(
+                "resource {:?}: the new object needs an apiVersion, a kind and a name",
+                resource.name
+            ));
+        }
+        let root = object
+            .as_object_mut()
+            .ok_or_else(|| format!("resource {:?}: the object is not a map", resource.name))?;
+        root.insert("apiVersion".into(), Value::String(api_version.clone()));
+        root.insert("kind".into(), Value::String(kind.clone()));
+        let metadata = root
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !metadata.is_object() {
+            *metadata = Value::Object(Map::new());
+        }
+        let namespace = if is_builtin_cluster_scoped(api_group(&api_version), &kind) {
+            None
+        } else {
+            let namespace = field(metadata, "/namespace", &self.namespace);
+            metadata["namespace"] = Value::String(namespace.clone());
+            Some(namespace)
+        };
+        metadata["name"] = Value::String(name.clone());
+        let order = existing
+            .iter()
+            .filter_map(|o| match o.phase {
+                Phase::Resource { order } => Some(order),
+                _ => None,
+            })
+            .max()
+            .map_or(0, |max| max.saturating_add(1));
+        Ok(ContextObject {
+            api_version,
+            kind,
+            name,
+            namespace,
+            phase: Phase::Resource { order },
+            delete_policies: Vec::new(),
+            keep_on_uninstall: false,
+            object,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+mod tests {
+    use super::*;
+
+    fn cluster(name: &str) -> ClusterId {
+        ClusterId::new("prov", name)
+    }
+
+    fn statefulset() -> ContextObject {
+        ContextObject {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            name: "etcd".into(),
+            namespace: Some("default".into()),
+            phase: Phase::Resource { order: 3 },
+            delete_policies: vec![],
+            keep_on_uninstall: false,
+            object: json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "etcd", "namespace": "default"},
+                "spec": {"replicas": 3, "template": {"spec": {"containers": [
+                    {"name": "etcd", "image": "etcd:3.5"}]}}}}),
+        }
+    }
+
+    fn file(name: &str, contents: &str, merge_patch: bool) -> DataFile {
+        DataFile {
+            key: name.into(),
+            contents: contents.as_bytes().to_vec(),
+            merge_patch,
+            file_name: name.into(),
+        }
+    }
+
+    fn customization(clusters: ClusterFilter, patch: Patch, files: Vec<DataFile>) -> Customization {
+        Customization {
+            name: "c".into(),
+            clusters,
+            patch,
+            files,
+        }
+    }
+
+    fn intent(resources: Vec<GacResource>) -> GacIntent {
+        GacIntent {
+            namespace: "apps".into(),
+            resources,
+        }
+    }
+
+    fn resource(
+        new_object: bool,
+        kind: &str,
+        name: &str,
+        customizations: Vec<Customization>,
+    ) -> GacResource {
+        GacResource {
+            name: format!("r-{name}"),
+            app: "operator".into(),
+            new_object,
+            api_version: if kind == "StatefulSet" {
+                "apps/v1"
+            } else {
+                "v1"
+            }
+            .into(),
+            kind: kind.into(),
+            object_name: name.into(),
+            template: None,
+            customizations,
+        }
+    }
+
+    #[test]
+    fn an_existing_object_is_patched_on_the_selected_clusters_only() {
+        let labelled = ClusterFilter::Only([cluster("c1")].into());
+        let gac = intent(vec![resource(
+            false,
+            "statefulset",
+            "etcd",
+            vec![customization(
+                labelled,
+                Patch::Json(json!([{"op": "replace", "path": "/spec/replicas", "value": 1}])),
+                vec![file("customization-dummy.yaml", "value: dummy", true)],
+            )],
+        )]);
+        let objects = vec![statefulset()];
+        let out = gac
+            .customise("operator", &cluster("c1"), &objects)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out[0].object["spec"]["replicas"], 1);
+        assert_eq!(
+            gac.customise("operator", &cluster("c2"), &objects).unwrap(),
+            None
+        );
+        assert_eq!(
+            gac.customise("other-app", &cluster("c1"), &objects)
+                .unwrap(),
+            None
+        );
+        // A strategic merge patch merges containers by name.
+        let merge = intent(vec![resource(
+            false,
+            "StatefulSet",
+            "etcd",
+            vec![customization(
+                ClusterFilter::Except([cluster("c9")].into()),
+                Patch::Merge,
+                vec![file(
+                    "patch.yaml",
+                    "spec:\n  template:\n    spec:\n      containers:\n      - name: etcd\n        image: etcd:3.6\n",
+                    true,
+                )],
+            )],
+        )]);
+        let out = merge
+            .customise("operator", &cluster("c1"), &objects)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out[0].object["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "etcd", "image": "etcd:3.6"}])
+        );
+        // Without a patch type nothing can change a rendered object.
+        let bad = intent(vec![resource(
+            false,
+            "StatefulSet",
+            "etcd",
+            vec![customization(ClusterFilter::All, Patch::None, vec![])],
+        )]);
+        assert!(
+            bad.customise("operator", &cluster("c1"), &objects)
+                .unwrap_err()
+                .contains("patchType")
+        );
+    }
+
+    #[test]
+    fn new_configmaps_and_secrets_get_their_data_files() {
+        let mut cm = resource(
+            true,
+            "ConfigMap",
+            "cm-team",
+            vec![customization(
+                ClusterFilter::All,
+                Patch::Json(json!([{"op": "replace", "path": "/data/team_size", "value": "10"}])),
+                vec![DataFile {
+                    key: "game.properties".into(),
+                    ..file("data-game.yaml", "lives=3\n", false)
+                }],
+            )],
+        );
+        cm.template = Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cm-team"}, "data": {"team_size": "5"}}));
+        let secret = resource(
+            true,
+            "Secret",
+            "secret-user",
+            vec![customization(
+                ClusterFilter::Only([cluster("c1")].into()),
+                Patch::None,
+                vec![file("expiry.yaml", "30d", false)],
+            )],
+        );
+        let gac = intent(vec![cm, secret]);
+        let objects = vec![statefulset()];
+        let out = gac
+            .customise("operator", &cluster("c1"), &objects)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].name, "cm-team");
+        assert_eq!(out[1].namespace.as_deref(), Some("apps"));
+        assert_eq!(out[1].phase, Phase::Resource { order: 4 });
+        assert_eq!(
+            out[1].object["data"],
+            json!({"team_size": "10", "game.properties": "lives=3\n"})
+        );
+        assert_eq!(out[1].object["metadata"]["namespace"], "apps");
+        assert_eq!(out[2].object["type"], "Opaque");
+        assert_eq!(out[2].object["data"]["expiry.yaml"], "MzBk");
+        // The secret's customization selects c1 only.
+        let out = gac
+            .customise("operator", &cluster("c2"), &objects)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn bad_customizations_are_named() {
+        let duplicate = resource(
+            true,
+            "ConfigMap",
+            "cm",
+            vec![customization(
+                ClusterFilter::All,
+                Patch::None,
+                vec![file("a", "1", false), file("a", "2", false)],
+            )],
+        );
+        let error = intent(vec![duplicate])
+            .customise("operator", &cluster("c1"), &[])
+            .unwrap_err();
+        assert!(
+            error.contains(r#"resource "r-cm", customization "c""#),
+            "{error}"
+        );
+        assert!(error.contains("exists already"), "{error}");
+        let no_file = resource(
+            true,
+            "NetworkPolicy",
+            "np",
+            vec![customization(ClusterFilter::All, Patch::None, vec![])],
+        );
+        let error = intent(vec![no_file])
+            .customise("operator", &cluster("c1"), &[])
+            .unwrap_err();
+        assert!(error.contains("has no file"), "{error}");
+        assert!(!valid_data_key("a/b"));
+        assert!(valid_data_key("game.properties"));
+    }
+}
