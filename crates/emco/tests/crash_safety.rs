@@ -1,5 +1,6 @@
-//! Crash safety of the deploy path (issue #4 item 7): every state change is durable before it is
-//! acted on, so a hub killed with SIGKILL anywhere in an instantiate or a terminate resumes after
+//! Crash safety of the deploy path (issue #4 item 7, and #6 for updates): every state change is
+//! durable before it is acted on, so a hub killed with SIGKILL anywhere in an instantiate, an
+//! update or a terminate resumes after
 //! a restart on the same data directory and converges, with no object applied twice under
 //! different names and none lost.
 //!

@@ -603,6 +603,48 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
         "nginx:1.28"
     );
 
+    // A cluster that loses the placement's label loses the app at the next update; the
+    // others are left alone.
+    let answer = api
+        .delete("/v2/cluster-providers/prov/clusters/edge3/labels/edge")
+        .await?;
+    ensure!(answer.status.is_success(), "label delete: {}", answer.body);
+    let writes_before = sim_writes(&client, &sim).await?;
+    let answer = api.action(&format!("{group}/update")).await?;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let edge3 = Kubectl::new(sim.kubeconfig("edge3"), scratch);
+    wait_for(
+        "web leaves edge3",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            let left = edge3.labelled("deployments,configmaps,services")?;
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} objects left", left.len()))
+            })
+        },
+    )
+    .await?;
+    wait_run(&api, &group, "Updated").await?;
+    assert_eq!(
+        sim_writes(&client, &sim).await? - writes_before,
+        3,
+        "three deletes on edge3, nothing elsewhere"
+    );
+    // Labelled again: the next revision (the migrate's) brings it back.
+    expect(
+        api.post_json(
+            "/v2/cluster-providers/prov/clusters/edge3/labels",
+            &json!({"clusterLabel": "edge"}),
+        )
+        .await?,
+        StatusCode::CREATED,
+        "label",
+    )
+    .await?;
+
     // Migrate to version v2 (the Service is gone there), an approved group of its own.
     let v2_chart_without_service = support::chart(
         "web",

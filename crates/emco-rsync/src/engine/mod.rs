@@ -1,4 +1,5 @@
-//! The resource synchronizer engine: carries out a context's instantiate or terminate on its
+//! The resource synchronizer engine: carries out a context's instantiate, update (from another
+//! context: only the differences, see [`Synchronizer::update_ops`]) or terminate on its
 //! clusters, durably and resumably, and reports what it did.
 //!
 //! How a deployment intent group uses it:
