@@ -929,3 +929,69 @@ async fn gac_example_customises_the_operator_then_updates_and_rolls_back() -> an
     ensure!(left.is_empty(), "left after terminate: {left:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gac_strategic_merge_example_merges_containers_and_host_aliases() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let scratch = scratch.path();
+    let client = support::http_client()?;
+    let sim = Sim::start(scratch, 1, "cluster", "1s").await?;
+    let hub = support::start_hub(scratch, &client).await?;
+    let api = Api {
+        client: client.clone(),
+        base_url: hub.base_url.clone(),
+    };
+    let ctl = Emcoctl::new(&hub.base_url, scratch)?;
+    let values = gac_values(scratch, &sim)?;
+    let file = |name: &str| upstream_example(&format!("test-gac/{name}"));
+    let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
+
+    // apply.sh test-strategic-merge.yaml
+    for name in [
+        "controllers.yaml",
+        "projects.yaml",
+        "clusters.yaml",
+        "logicalclouds.yaml",
+        "instantiatelc.yaml",
+        "apps.yaml",
+        "intents.yaml",
+        "test-strategic-merge.yaml",
+        "instantiate.yaml",
+    ] {
+        ctl.file("apply", &file(name), &values, &[])?;
+    }
+    wait_run(&api, GAC_GROUP, "Instantiated").await?;
+
+    // The new Deployment has the patch's container beside its own (merged by name; new items
+    // first, as `kubectl patch --local --type strategic` orders them).
+    let web = kubectl_object(&kubectl, "deployments", "deploy-web")?;
+    let containers: Vec<(&str, &str)> = web["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default(),
+                c["image"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        containers,
+        [("redis-ctr", "redis"), ("nginx-ctr", "nginx")],
+        "{web}"
+    );
+    // The chart's etcd StatefulSet got the host alias and kept its containers.
+    let etcd = kubectl_object(&kubectl, "statefulsets", "etcd")?;
+    assert_eq!(
+        etcd["spec"]["template"]["spec"]["hostAliases"],
+        json!([{"ip": "1.2.3.4", "hostnames": ["host1"]}]),
+        "{etcd}"
+    );
+    assert_eq!(
+        etcd["spec"]["template"]["spec"]["containers"][0]["name"], "etcd",
+        "{etcd}"
+    );
+    assert_eq!(etcd["spec"]["replicas"], 3, "the chart's replicas stay");
+    Ok(())
+}
