@@ -14,6 +14,7 @@
 //! upstream's status-query format ([`emco_core::status`]).
 
 pub mod controllers;
+pub mod dtc;
 pub mod engine;
 pub mod gac;
 pub mod gather;

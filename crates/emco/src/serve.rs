@@ -142,10 +142,15 @@ impl ServeArgs {
             );
         }
         // Built-in action controllers, by the name a group's intents give them.
-        let controllers = ControllerSet::default().with_action(
-            emco_deploy::gac::NAME,
-            Arc::new(emco_deploy::gac::GacController::new(repo.clone())),
-        );
+        let controllers = ControllerSet::default()
+            .with_action(
+                emco_deploy::gac::NAME,
+                Arc::new(emco_deploy::gac::GacController::new(repo.clone())),
+            )
+            .with_action(
+                emco_deploy::dtc::NAME,
+                Arc::new(emco_deploy::dtc::DtcController::new(repo.clone())),
+            );
         Ok(Arc::new(
             Deployer::new(repo.clone(), renderer, Arc::new(SyncEngine(synchronizer)))
                 .with_controllers(controllers),

@@ -365,8 +365,8 @@ impl Emcoctl {
         })
     }
 
-    /// `emcoctl VERB -f FILE -v VALUES`; fails unless every call succeeded except the lines
-    /// starting with one of `allowed` (each with why, at the call site).
+    /// `emcoctl VERB -f FILE -v VALUES` in FILE's directory; fails unless every call succeeded
+    /// except the lines starting with one of `allowed` (each with why, at the call site).
     pub fn file(
         &self,
         verb: &str,
@@ -374,8 +374,20 @@ impl Emcoctl {
         values: &Path,
         allowed: &[&str],
     ) -> anyhow::Result<CtlOutput> {
+        self.file_in(file.parent(), verb, file, values, allowed)
+    }
+
+    /// Like [`Emcoctl::file`], run in `dir` (where the file's relative upload paths resolve).
+    pub fn file_in(
+        &self,
+        dir: Option<&Path>,
+        verb: &str,
+        file: &Path,
+        values: &Path,
+        allowed: &[&str],
+    ) -> anyhow::Result<CtlOutput> {
         let out = self.run_in(
-            file.parent(),
+            dir,
             &[
                 verb.as_ref(),
                 "-f".as_ref(),
