@@ -392,3 +392,109 @@ async fn a_hub_killed_during_an_update_converges_to_the_target_after_restart() {
     );
     assert!(hub.store.list("rsync/ac/k1/").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn what_a_stopped_update_left_behind_goes_with_the_next_update_or_the_terminate() {
+    let hub = hub(2, Duration::from_millis(50)).await;
+    let first = context(
+        "s1",
+        vec![
+            app(
+                "web",
+                &[1, 2],
+                resources(vec![
+                    config_map("default", "web-conf"),
+                    deployment_with_image("web", "nginx:1.27"),
+                ]),
+            ),
+            app("db", &[1], resources(vec![config_map("default", "db")])),
+        ],
+    );
+    hub.instantiate(&first).await;
+    hub.wait_status("s1", AppContextStatus::Instantiated).await;
+    // Revision 2 drops web's ConfigMap and the db app; edge-1 cannot be reached, and the
+    // update is stopped before it gets there.
+    let edge1 = hub.sim.sim.cluster("edge-1").unwrap();
+    set_faults(
+        &edge1,
+        Some(FaultPlan {
+            unreachable: Some(Unreachable::Refuse),
+            ..FaultPlan::default()
+        }),
+    );
+    let without = |id: &str, image: &str| {
+        context(
+            id,
+            vec![app(
+                "web",
+                &[1, 2],
+                resources(vec![deployment_with_image("web", image)]),
+            )],
+        )
+    };
+    hub.update("s1", &without("s2", "nginx:1.28"), "s1", false)
+        .await;
+    hub.wait_for("s2", LONG, "edge-2 updated", |report| {
+        state(report, "web", 2) == AppClusterState::Applied
+    })
+    .await;
+    assert!(hub.sync.stop("s2").await.unwrap());
+    hub.wait_status("s2", AppContextStatus::UpdateFailed).await;
+    set_faults(&edge1, None);
+    assert!(
+        hub.store.get("rsync/left/s2").await.unwrap().is_some(),
+        "what edge-1 still holds of revision 1 is recorded"
+    );
+
+    // The next update removes it, though its own diff (2 -> 3) does not mention it.
+    hub.update("s2", &without("s3", "nginx:1.29"), "s1", false)
+        .await;
+    hub.wait_status("s3", AppContextStatus::Updated).await;
+    assert!(!exists(&hub, 1, "v1", "ConfigMap", "db").await);
+    assert!(!exists(&hub, 1, "v1", "ConfigMap", "web-conf").await);
+    assert_eq!(image_and_label(&hub, 1).await.0, "nginx:1.29");
+    assert!(hub.store.get("rsync/left/s2").await.unwrap().is_none());
+    assert!(hub.store.get("rsync/left/s3").await.unwrap().is_none());
+
+    // Again stopped short of edge-1, then terminated: the terminate removes the leftovers too.
+    let third = context(
+        "s4",
+        vec![
+            app(
+                "web",
+                &[1, 2],
+                resources(vec![deployment_with_image("web", "nginx:1.29")]),
+            ),
+            app(
+                "cache",
+                &[1, 2],
+                resources(vec![config_map("default", "cache")]),
+            ),
+        ],
+    );
+    hub.update("s3", &third, "s1", false).await;
+    hub.wait_status("s4", AppContextStatus::Updated).await;
+    set_faults(
+        &edge1,
+        Some(FaultPlan {
+            unreachable: Some(Unreachable::Refuse),
+            ..FaultPlan::default()
+        }),
+    );
+    hub.update("s4", &without("s5", "nginx:1.29"), "s1", false)
+        .await;
+    hub.wait_for("s5", LONG, "edge-2 updated", |report| {
+        state(report, "web", 2) == AppClusterState::Applied
+    })
+    .await;
+    assert!(hub.sync.stop("s5").await.unwrap());
+    hub.wait_status("s5", AppContextStatus::UpdateFailed).await;
+    assert!(!exists(&hub, 2, "v1", "ConfigMap", "cache").await);
+    set_faults(&edge1, None);
+    assert!(exists(&hub, 1, "v1", "ConfigMap", "cache").await);
+    hub.terminate("s5").await;
+    hub.wait_status("s5", AppContextStatus::Terminated).await;
+    assert!(!exists(&hub, 1, "v1", "ConfigMap", "cache").await);
+    assert!(!exists(&hub, 1, "apps/v1", "Deployment", "web").await);
+    assert!(hub.store.get("rsync/left/s5").await.unwrap().is_none());
+}

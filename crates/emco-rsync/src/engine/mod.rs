@@ -295,6 +295,9 @@ impl Synchronizer {
             Op::Delete {
                 key: records::stop_key(context_id),
             },
+            Op::Delete {
+                key: records::left_key(context_id),
+            },
             Op::DeletePrefix {
                 prefix: records::app_cluster_prefix(context_id),
             },
@@ -846,6 +849,6 @@ mod tests {
         let record: StatusRecord = serde_json::from_slice(value)
             .unwrap_or_else(|_| status(AppContextStatus::Created, false));
         assert_eq!(record.status, AppContextStatus::Terminating);
-        assert_eq!(Synchronizer::forget_ops("ctx").len(), 5);
+        assert_eq!(Synchronizer::forget_ops("ctx").len(), 6);
     }
 }

@@ -7,6 +7,10 @@
 //! | `rsync/stop/{ctx}` | [`StopRecord`]: `stop` was asked for the operation of revision `opRev` | [`stop`](super::Synchronizer::stop); deleted by the next operation |
 //! | `rsync/ac/{ctx}/{app}/{provider+cluster}` | [`AppClusterRecord`]: per object deployed status and readiness, hooks applied and completed, connectivity | the cluster's worker, once per step (never once per object; a hook's apply is one step) |
 //! | `rsync/cl/{ctx}/{provider+cluster}` | [`ClusterRecord`]: connectivity, written only when it flips between `Available` and `Retrying` | the cluster's worker |
+//! | `rsync/left/{ctx}` | [`LeftRecord`]: objects of earlier revisions an update of `ctx` (or a terminate) could not remove (stopped, failed): the next update from `ctx`, or its terminate, removes them | the run, when it ends |
+//!
+//! The removal of such objects is recorded as app `~left` (not a valid app name) of the context
+//! that removes them: `rsync/ac/{ctx}/~left/{cluster}`.
 //!
 //! A run belongs to one operation, identified by the store revision that last wrote
 //! `rsync/op/{ctx}` (its `mod_revision`, called `opRev` here). Every write of a run compares that
@@ -48,6 +52,32 @@ pub fn app_cluster_prefix(ctx: &str) -> String {
 
 pub fn app_cluster_key(ctx: &str, app: &str, cluster: &ClusterId) -> String {
     format!("rsync/ac/{ctx}/{app}/{cluster}")
+}
+
+/// Objects left behind by earlier revisions (see the layout above).
+pub fn left_key(ctx: &str) -> String {
+    format!("rsync/left/{ctx}")
+}
+
+/// The app name under which a run records the removal of objects left behind.
+pub const LEFT_APP: &str = "~left";
+
+/// One object an earlier revision left on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeftObject {
+    pub cluster: ClusterId,
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// `rsync/left/{ctx}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeftRecord {
+    pub objects: Vec<LeftObject>,
 }
 
 /// Prefix of a context's cluster connectivity records.

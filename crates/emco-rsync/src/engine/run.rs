@@ -291,6 +291,8 @@ pub struct RunShared {
     pub failed: AtomicBool,
     /// What a terminate left behind, for the status message.
     pub leftovers: Mutex<Vec<String>>,
+    /// Objects of earlier revisions still on clusters when the run ends (`rsync/left/`).
+    pub left_behind: Mutex<Vec<super::records::LeftObject>>,
 }
 
 /// The operation a run carries out, as read from the store.
@@ -645,9 +647,44 @@ async fn execute(
         }
     }
 
+    // Objects earlier revisions left behind: an update removes its source's, a terminate its
+    // own context's (each cluster's as one more removal).
+    let left_from = match op {
+        OpKind::Update => from.as_deref(),
+        OpKind::Terminate => Some(ctx.as_str()),
+        OpKind::Instantiate => None,
+    };
+    if let Some(left_from) = left_from {
+        let left = read_left(sync, left_from).await;
+        if !left.objects.is_empty() {
+            let app_index = apps.len();
+            apps.push(AppRun::new(
+                records::LEFT_APP.to_owned(),
+                deployment_id(&label, records::LEFT_APP),
+                0,
+            ));
+            let mut by_cluster: BTreeMap<ClusterId, Vec<ContextObject>> = BTreeMap::new();
+            for object in left.objects {
+                by_cluster
+                    .entry(object.cluster.clone())
+                    .or_default()
+                    .push(left_object(&object));
+            }
+            for (cluster, objects) in by_cluster {
+                let prepared = prepare(&objects, &apps[app_index].label);
+                let key = records::app_cluster_key(&ctx, records::LEFT_APP, &cluster);
+                let stored = found.remove(&key).filter(|record| record.op_rev == op_rev);
+                let record = starting_record(stored, op_rev, prepared.objects.len());
+                let slot = Slot::new(app_index, prepared, key, record).with_mode(SlotMode::Remove);
+                clusters.entry(cluster).or_default().push(slot);
+            }
+        }
+    }
+
     let mut outstanding = 0;
     let mut failed = false;
     let mut leftovers = Vec::new();
+    let mut left_behind = Vec::new();
     for (cluster, slots) in &clusters {
         for slot in slots {
             let app = &apps[slot.app];
@@ -670,6 +707,9 @@ async fn execute(
             if (op == OpKind::Terminate || slot.is_removal()) && slot.record.state.is_terminal() {
                 leftovers.extend(super::worker::leftovers(&app.name, cluster, slot));
             }
+            if slot.record.state.is_terminal() {
+                left_behind.extend(super::worker::left_objects(cluster, slot));
+            }
         }
     }
 
@@ -684,6 +724,7 @@ async fn execute(
         outstanding: watch::channel(outstanding).0,
         failed: AtomicBool::new(failed),
         leftovers: Mutex::new(leftovers),
+        left_behind: Mutex::new(left_behind),
     });
     let permits = sync.permits.clone();
     let make_link = |cluster: &ClusterId, slots: &[Slot]| {
@@ -758,7 +799,7 @@ async fn execute(
             for (cluster, slots) in clusters {
                 let mut order: Vec<usize> = (0..slots.len()).collect();
                 order.sort_by_key(|&index| {
-                    rank.get(context.apps[slots[index].app].name.as_str())
+                    rank.get(shared.apps[slots[index].app].name.as_str())
                         .copied()
                         .unwrap_or(usize::MAX)
                 });
@@ -822,12 +863,19 @@ async fn execute(
         info!(ctx, status = ?record.status, "run finished");
         record
     };
-    if let Some(from) = &from
-        && op == OpKind::Update
-    {
-        // Every app-cluster's record of this operation is durable: the source's records
-        // (the update's starting point) are no longer needed.
-        forget_source(sync, &ctx, op_rev, from).await?;
+    if op != OpKind::Instantiate {
+        // Every app-cluster's record of this operation is durable: what is still left behind
+        // is recorded for the next operation, and an update's source records (its starting
+        // point) are no longer needed.
+        let mut left = shared
+            .left_behind
+            .lock()
+            .map(|left| left.clone())
+            .unwrap_or_default();
+        left.sort();
+        left.dedup();
+        let source = from.as_deref().filter(|_| op == OpKind::Update);
+        settle(sync, &ctx, op_rev, source, left).await?;
     }
     sync.run_finished(&ctx, op_rev);
 
@@ -853,37 +901,101 @@ async fn execute(
     Ok(())
 }
 
-/// Removes the records of an update's source, in a transaction that holds only while the
-/// update is still the context's operation.
-async fn forget_source(
+/// Records what the run leaves behind (`rsync/left/{ctx}`, or nothing) and removes an update's
+/// source records, in a transaction that holds only while the run's operation is current.
+async fn settle(
     sync: &Synchronizer,
     ctx: &str,
     op_rev: u64,
-    from: &str,
+    source: Option<&str>,
+    left: Vec<records::LeftObject>,
 ) -> Result<(), SyncError> {
+    let mut ops = Vec::new();
+    if let Some(from) = source {
+        ops.push(emco_store::Op::DeletePrefix {
+            prefix: records::app_cluster_prefix(from),
+        });
+        ops.push(emco_store::Op::DeletePrefix {
+            prefix: records::cluster_prefix(from),
+        });
+        ops.push(emco_store::Op::Delete {
+            key: records::left_key(from),
+        });
+    }
+    if left.is_empty() {
+        ops.push(emco_store::Op::Delete {
+            key: records::left_key(ctx),
+        });
+    } else {
+        warn!(
+            ctx,
+            objects = left.len(),
+            "objects of earlier revisions are left behind"
+        );
+        ops.push(emco_store::Op::Put {
+            key: records::left_key(ctx),
+            value: records::to_bytes(&records::LeftRecord { objects: left }),
+        });
+    }
     let txn = emco_store::Txn {
         compares: vec![emco_store::Compare::ModRevision(
             records::op_key(ctx),
             op_rev,
         )],
-        ops: vec![
-            emco_store::Op::DeletePrefix {
-                prefix: records::app_cluster_prefix(from),
-            },
-            emco_store::Op::DeletePrefix {
-                prefix: records::cluster_prefix(from),
-            },
-        ],
+        ops,
     };
     loop {
         match sync.store.txn(txn.clone()).await {
             Ok(outcome) if outcome.succeeded => return Ok(()),
             Ok(_) => return Err(SyncError::Superseded),
             Err(error) => {
-                warn!(ctx, %error, "removing the update's source records failed; retrying");
+                warn!(ctx, %error, "recording what the run left behind failed; retrying");
                 tokio::time::sleep(sync.config.store_retry).await;
             }
         }
+    }
+}
+
+/// The objects earlier revisions left behind for `ctx` (none when unreadable).
+async fn read_left(sync: &Synchronizer, ctx: &str) -> records::LeftRecord {
+    let key = records::left_key(ctx);
+    loop {
+        match sync.store.get(&key).await {
+            Ok(Some(entry)) => {
+                return serde_json::from_slice(&entry.value).unwrap_or_else(|error| {
+                    warn!(key, %error, "ignoring an unreadable record");
+                    records::LeftRecord::default()
+                });
+            }
+            Ok(None) => return records::LeftRecord::default(),
+            Err(error) => {
+                warn!(key, %error, "reading the store failed; retrying");
+                tokio::time::sleep(sync.config.store_retry).await;
+            }
+        }
+    }
+}
+
+/// A left-behind object as a context object to delete.
+fn left_object(object: &records::LeftObject) -> ContextObject {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("name".into(), object.name.clone().into());
+    if let Some(namespace) = &object.namespace {
+        metadata.insert("namespace".into(), namespace.clone().into());
+    }
+    ContextObject {
+        api_version: object.api_version.clone(),
+        kind: object.kind.clone(),
+        name: object.name.clone(),
+        namespace: object.namespace.clone(),
+        phase: appcontext::Phase::Resource { order: 0 },
+        delete_policies: Vec::new(),
+        keep_on_uninstall: false,
+        object: serde_json::json!({
+            "apiVersion": object.api_version,
+            "kind": object.kind,
+            "metadata": metadata,
+        }),
     }
 }
 

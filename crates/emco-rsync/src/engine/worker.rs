@@ -912,6 +912,14 @@ impl Worker {
         if self.shared.op == super::records::OpKind::Terminate || slot.is_removal() {
             self.note_leftovers(index);
         }
+        let left = left_objects(&self.link.cluster, slot);
+        if !left.is_empty() {
+            self.shared
+                .left_behind
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend(left);
+        }
         app.changed.send_modify(|_| ());
         self.shared
             .outstanding
@@ -1092,6 +1100,36 @@ fn hook_outcome(prepared: &PreparedObject, object: &Value) -> Readiness {
         Some("Failed") => readiness(object),
         Some(phase) => Readiness::NotReady(format!("pod is {phase}")),
         None => Readiness::NotReady("pod has no status yet".into()),
+    }
+}
+
+/// Objects of an earlier revision a finished slot leaves on its cluster: what an uninstall of an
+/// update's removal did not delete, or every retired object of an upgrade that did not finish
+/// (deleting one again is harmless). A terminate's own objects are not among them: the
+/// context still names those.
+pub fn left_objects(cluster: &ClusterId, slot: &Slot) -> Vec<super::records::LeftObject> {
+    let object = |prepared: &super::prepare::PreparedObject| super::records::LeftObject {
+        cluster: cluster.clone(),
+        api_version: prepared.api_version.clone(),
+        kind: prepared.kind.clone(),
+        namespace: prepared.namespace.clone(),
+        name: prepared.name.clone(),
+    };
+    match &slot.mode {
+        SlotMode::Remove if slot.record.state != AppClusterState::Deleted => slot
+            .variant
+            .to_delete()
+            .filter(|&index| slot.record.objects[index].deployed != DeployedStatus::Deleted)
+            .map(|index| object(&slot.variant.objects[index]))
+            .collect(),
+        SlotMode::Upgrade {
+            retired: Some((old, retired)),
+            ..
+        } if slot.record.state != AppClusterState::Applied => retired
+            .iter()
+            .map(|&index| object(&old.objects[index]))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
