@@ -122,6 +122,21 @@ impl ClusterInventory {
         self.providers.get(provider)?.clusters.get(cluster)
     }
 
+    /// The labels of a cluster, in name order.
+    pub fn labels_of(&self, provider: &str, cluster: &str) -> Vec<&str> {
+        self.providers
+            .get(provider)
+            .map(|entry| {
+                entry
+                    .by_label
+                    .iter()
+                    .filter(|(_, clusters)| clusters.iter().any(|known| known.cluster() == cluster))
+                    .map(|(label, _)| label.as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every cluster of the provider carrying the label, in name order.
     pub fn clusters_with_label<'a>(
         &'a self,
@@ -187,6 +202,14 @@ impl AppPlacement {
         for group in &mut self.groups {
             group.candidates.retain(&mut keep);
         }
+    }
+
+    /// Seam for placement controllers that decide where an app may run at all (capacity, say):
+    /// keeps only the clusters `keep` accepts, mandatory ones and alternatives alike. A
+    /// mandatory cluster dropped is not deployed to; a group left empty makes [`choose`] fail.
+    pub fn retain_clusters(&mut self, mut keep: impl FnMut(&ClusterRef) -> bool) {
+        self.mandatory.retain(&mut keep);
+        self.retain_candidates(keep);
     }
 
     /// Every cluster the app could end up on (mandatory ones and all alternatives).

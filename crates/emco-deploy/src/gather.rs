@@ -33,6 +33,8 @@ pub struct NamedController {
     /// `placement` or `action`; empty when the controller is not registered.
     pub kind: String,
     pub priority: i64,
+    /// `http://{spec.host}:{spec.port}` of its registration, when it has both.
+    pub endpoint: Option<String>,
 }
 
 /// Everything an instantiate of one group reads.
@@ -338,16 +340,25 @@ async fn named_controllers(
                     ("controller", controller),
                 ],
             );
-            let (kind, priority) = match repo.get(&registration).await {
-                Ok(stored) => (
-                    str_at(&stored.data, "/spec/type").to_owned(),
-                    stored
-                        .data
-                        .pointer("/spec/priority")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0),
-                ),
-                Err(emco_store::repository::RepoError::NotFound(_)) => (String::new(), 0),
+            let (kind, priority, endpoint) = match repo.get(&registration).await {
+                Ok(stored) => {
+                    let host = str_at(&stored.data, "/spec/host");
+                    let port = stored.data.pointer("/spec/port").and_then(|port| {
+                        port.as_u64()
+                            .or_else(|| port.as_str().and_then(|text| text.parse().ok()))
+                    });
+                    (
+                        str_at(&stored.data, "/spec/type").to_owned(),
+                        stored
+                            .data
+                            .pointer("/spec/priority")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0),
+                        port.filter(|_| !host.is_empty())
+                            .map(|port| format!("http://{host}:{port}")),
+                    )
+                }
+                Err(emco_store::repository::RepoError::NotFound(_)) => (String::new(), 0, None),
                 Err(other) => return Err(other.into()),
             };
             named.push(NamedController {
@@ -355,6 +366,7 @@ async fn named_controllers(
                 intent: intent.as_str().unwrap_or_default().to_owned(),
                 kind,
                 priority,
+                endpoint,
             });
         }
     }

@@ -16,6 +16,7 @@
 pub mod controllers;
 pub mod dtc;
 pub mod engine;
+pub mod external;
 pub mod gac;
 pub mod gather;
 pub mod objects;
@@ -248,11 +249,26 @@ impl Deployer {
                         ))
                     })?,
                 controllers::Resolved::Action(controller) => actions.push((named, controller)),
-                controllers::Resolved::Missing => {
-                    tracing::warn!(controller = %named.name, group = %inputs.key,
-                        "the group's intents name a controller this hub does not run; skipped");
-                    skipped.push(named.name.clone());
-                }
+                controllers::Resolved::Missing => match (&named.endpoint, named.kind.as_str()) {
+                    (Some(endpoint), "placement") => external::GrpcPlacement {
+                        repo: &self.repo,
+                        name: &named.name,
+                        endpoint,
+                    }
+                    .filter(inputs, &named.intent, revision, &mut resolved)
+                    .await
+                    .map_err(|e| {
+                        DeployError::BadRequest(format!(
+                            "placement controller {:?}: {e}",
+                            named.name
+                        ))
+                    })?,
+                    _ => {
+                        tracing::warn!(controller = %named.name, group = %inputs.key,
+                            "the group's intents name a controller this hub does not run; skipped");
+                        skipped.push(named.name.clone());
+                    }
+                },
             }
         }
         let chosen = placement::choose_all(&resolved, &BTreeMap::new())

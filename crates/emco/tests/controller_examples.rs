@@ -1,7 +1,9 @@
-//! End to end, action controllers beyond GAC (see `update_examples.rs` for it): upstream's
-//! `examples/dtc/network_policy` unchanged through the real `emcoctl`, the real hub and two
-//! simulated clusters; `kubectl` shows the NetworkPolicy the traffic controller's `nps`
-//! sub-controller generated.
+//! End to end, controllers beyond GAC (see `update_examples.rs` for it):
+//! - upstream's `examples/dtc/network_policy` unchanged through the real `emcoctl`, the real hub
+//!   and two simulated clusters; `kubectl` shows the NetworkPolicy the traffic controller's
+//!   `nps` sub-controller generated;
+//! - `examples/gpu-placement`, an external placement controller the hub calls over gRPC,
+//!   registered through `/v2/controllers` with its own schema and resources.
 
 #[allow(dead_code)]
 mod support;
@@ -145,5 +147,278 @@ async fn network_policy_example_admits_the_declared_client_on_the_servers_cluste
         },
     )
     .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// An external placement controller over gRPC: examples/gpu-placement
+// ---------------------------------------------------------------------------------------------
+
+async fn created(answer: support::Answer, what: &str) -> anyhow::Result<()> {
+    answer.expect(reqwest::StatusCode::CREATED, what)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_placement_controller_keeps_the_app_off_clusters_without_free_gpus()
+-> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let scratch = scratch.path();
+    let client = support::http_client()?;
+    let sim = Sim::start(scratch, 3, "edge", "200ms").await?;
+    let hub = support::start_hub(scratch, &client).await?;
+    let api = Api {
+        client: client.clone(),
+        base_url: hub.base_url.clone(),
+    };
+
+    // The controller, served over gRPC on loopback (in this process), registers its schema.
+    gpu_placement::register_schema(&client, &hub.base_url).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let controller = gpu_placement::GpuPlacement::new(&hub.base_url, client.clone());
+    let serving = tokio::spawn(gpu_placement::serve(listener, controller));
+    created(
+        api.post_json(
+            "/v2/controllers",
+            &json!({"metadata": {"name": "gpu"},
+                    "spec": {"host": "127.0.0.1", "port": port, "type": "placement", "priority": 1}}),
+        )
+        .await?,
+        "controller",
+    )
+    .await?;
+
+    // Three labelled clusters advertising 4, 1 and 8 free GPUs.
+    created(
+        api.post_json(
+            "/v2/cluster-providers",
+            &json!({"metadata": {"name": "prov"}}),
+        )
+        .await?,
+        "provider",
+    )
+    .await?;
+    for (index, free) in [(1, "4"), (2, "1"), (3, "8")] {
+        let name = format!("edge{index}");
+        created(
+            api.post_file(
+                "/v2/cluster-providers/prov/clusters",
+                &json!({"metadata": {"name": name}}),
+                std::fs::read(sim.kubeconfig(&name))?,
+            )
+            .await?,
+            "cluster",
+        )
+        .await?;
+        let cluster = format!("/v2/cluster-providers/prov/clusters/{name}");
+        created(
+            api.post_json(
+                &format!("{cluster}/labels"),
+                &json!({"clusterLabel": "edge"}),
+            )
+            .await?,
+            "label",
+        )
+        .await?;
+        created(
+            api.post_json(
+                &format!("{cluster}/kv-pairs"),
+                &json!({"metadata": {"name": "gpu"}, "spec": {"kv": [{"gpus-free": free}]}}),
+            )
+            .await?,
+            "kv-pairs",
+        )
+        .await?;
+    }
+    created(
+        api.post_json("/v2/projects", &json!({"metadata": {"name": "p"}}))
+            .await?,
+        "project",
+    )
+    .await?;
+    let cloud = "/v2/projects/p/logical-clouds";
+    created(
+        api.post_json(
+            cloud,
+            &json!({"metadata": {"name": "default"}, "spec": {"level": "0"}}),
+        )
+        .await?,
+        "logical cloud",
+    )
+    .await?;
+    for index in 1..=3 {
+        created(
+            api.post_json(
+                &format!("{cloud}/default/cluster-references"),
+                &json!({"metadata": {"name": format!("edge{index}")},
+                        "spec": {"clusterProvider": "prov", "cluster": format!("edge{index}"),
+                                 "loadbalancerIp": "0.0.0.0"}}),
+            )
+            .await?,
+            "cluster reference",
+        )
+        .await?;
+    }
+    api.action(&format!("{cloud}/default/instantiate"))
+        .await?
+        .expect(reqwest::StatusCode::ACCEPTED, "logical cloud instantiate")?;
+    let ca = "/v2/projects/p/composite-apps";
+    created(
+        api.post_json(
+            ca,
+            &json!({"metadata": {"name": "ml"}, "spec": {"compositeAppVersion": "v1"}}),
+        )
+        .await?,
+        "composite app",
+    )
+    .await?;
+    let base = format!("{ca}/ml/v1");
+    created(
+        api.post_file(
+            &format!("{base}/apps"),
+            &json!({"metadata": {"name": "trainer"}}),
+            support::web_chart("trainer")?,
+        )
+        .await?,
+        "app",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{base}/composite-profiles"),
+            &json!({"metadata": {"name": "prof"}}),
+        )
+        .await?,
+        "composite profile",
+    )
+    .await?;
+    created(
+        api.post_file(
+            &format!("{base}/composite-profiles/prof/profiles"),
+            &json!({"metadata": {"name": "trainer-profile"}, "spec": {"app": "trainer"}}),
+            support::profile("replicas: 1\n")?,
+        )
+        .await?,
+        "profile",
+    )
+    .await?;
+    let group = format!("{base}/deployment-intent-groups/dig");
+    created(
+        api.post_json(
+            &format!("{base}/deployment-intent-groups"),
+            &json!({"metadata": {"name": "dig"},
+                    "spec": {"compositeProfile": "prof", "version": "r1", "logicalCloud": "default",
+                             "overrideValues": []}}),
+        )
+        .await?,
+        "group",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{group}/generic-placement-intents"),
+            &json!({"metadata": {"name": "placement"}}),
+        )
+        .await?,
+        "placement intent",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{group}/generic-placement-intents/placement/app-intents"),
+            &json!({"metadata": {"name": "trainer-placement"},
+                    "spec": {"app": "trainer", "intent": {"allOf": [
+                        {"clusterProvider": "prov", "clusterLabel": "edge"}]}}}),
+        )
+        .await?,
+        "app intent",
+    )
+    .await?;
+    // The controller's own resource, through the generic resource API: integrity applies (an
+    // intent for an app the composite app does not have is refused).
+    let gpu_intents = "/v2/resources/gpuIntent/p/ml/v1/dig";
+    let answer = api
+        .post_json(
+            gpu_intents,
+            &json!({"metadata": {"name": "bad"}, "spec": {"app": "nope", "gpus": 2}}),
+        )
+        .await?;
+    assert_eq!(
+        answer.status,
+        reqwest::StatusCode::CONFLICT,
+        "{}",
+        answer.body
+    );
+    created(
+        api.post_json(
+            gpu_intents,
+            &json!({"metadata": {"name": "needs-2"}, "spec": {"app": "trainer", "gpus": 2}}),
+        )
+        .await?,
+        "gpu intent",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{group}/intents"),
+            &json!({"metadata": {"name": "intents"},
+                    "spec": {"intent": {"genericPlacementIntent": "placement", "gpu": "needs-2"}}}),
+        )
+        .await?,
+        "intents",
+    )
+    .await?;
+    api.action(&format!("{group}/approve"))
+        .await?
+        .expect(reqwest::StatusCode::ACCEPTED, "approve")?;
+    api.action(&format!("{group}/instantiate"))
+        .await?
+        .expect(reqwest::StatusCode::ACCEPTED, "instantiate")?;
+    let status = wait_for(
+        "Instantiated",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let status = api.status(&group, "status=deployed&output=all").await?;
+            Ok(if status["deployedStatus"] == "Instantiated" {
+                Ok(status)
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+    let clusters: Vec<&str> = status["apps"][0]["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["cluster"].as_str())
+        .collect();
+    assert_eq!(clusters, ["edge1", "edge3"], "{status}");
+    for (index, expected) in [(1, true), (2, false), (3, true)] {
+        let kubectl = Kubectl::new(sim.kubeconfig(&format!("edge{index}")), scratch);
+        let deployments = kubectl.get_json(&["deployments", "-n", "default"])?;
+        assert_eq!(
+            deployments
+                .iter()
+                .any(|d| d["metadata"]["name"] == "r1-trainer"),
+            expected,
+            "edge{index}"
+        );
+    }
+
+    // With the controller down, an update is refused naming it, and nothing changes.
+    serving.abort();
+    let answer = api.action(&format!("{group}/update")).await?;
+    assert_eq!(
+        answer.status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "{}",
+        answer.body
+    );
+    ensure!(answer.body.contains("\"gpu\""), "{}", answer.body);
+    let status = api.status(&group, "status=deployed&output=summary").await?;
+    assert_eq!(status["deployedStatus"], "Instantiated");
     Ok(())
 }
