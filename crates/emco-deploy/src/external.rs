@@ -3,8 +3,10 @@
 //! `emco-controller` (`proto/emco/controller/v1/controller.proto`).
 //!
 //! Placement controllers get every app's candidate clusters (with their labels and kv-pairs)
-//! and answer the ones they keep. External action controllers are not called yet: the hub
-//! skips them with a warning, as it skips any controller it cannot run.
+//! and answer the ones they keep. Action controllers get every app on every cluster with its
+//! objects, in one call per revision, and answer the app-clusters they changed. A controller
+//! the hub cannot reach, or whose answer does not fit, fails the instantiate (or update) with a
+//! message naming it; nothing is stored.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -148,5 +150,109 @@ impl GrpcPlacement<'_> {
             app_placement.retain_clusters(|cluster| keep.contains(cluster));
         }
         Ok(())
+    }
+}
+
+/// An action controller at `endpoint` (`http://host:port`).
+pub struct GrpcAction<'a> {
+    pub name: &'a str,
+    pub endpoint: &'a str,
+}
+
+/// One app on one cluster with its objects, as the hub holds them during a build.
+pub struct AppClusterInput<'a> {
+    pub app: &'a str,
+    pub cluster: &'a emco_core::appcontext::ClusterId,
+    pub objects: &'a [emco_core::appcontext::ContextObject],
+}
+
+impl GrpcAction<'_> {
+    /// Sends every app-cluster's objects; returns the changed ones' new object lists.
+    pub async fn customise(
+        &self,
+        group: &GroupInputs,
+        intent: &str,
+        revision: u64,
+        inputs: &[AppClusterInput<'_>],
+    ) -> Result<
+        Vec<(
+            String,
+            emco_core::appcontext::ClusterId,
+            Vec<emco_core::appcontext::ContextObject>,
+        )>,
+        String,
+    > {
+        use emco_core::appcontext::ClusterId;
+        let request = v1::CustomiseRequest {
+            group: Some(v1::Group {
+                project: group.dig.project.clone(),
+                composite_app: group.dig.composite_app.clone(),
+                composite_app_version: group.dig.composite_app_version.clone(),
+                deployment_intent_group: group.dig.deployment_intent_group.clone(),
+                intent: intent.to_owned(),
+                revision,
+            }),
+            namespace: group.namespace.clone(),
+            apps: inputs
+                .iter()
+                .map(|input| v1::AppClusterObjects {
+                    app: input.app.to_owned(),
+                    cluster: Some(v1::ClusterName {
+                        provider: input.cluster.provider.clone(),
+                        name: input.cluster.cluster.clone(),
+                    }),
+                    objects: input
+                        .objects
+                        .iter()
+                        .map(|object| object.object.to_string())
+                        .collect(),
+                })
+                .collect(),
+        };
+        let channel = tonic::transport::Endpoint::from_shared(self.endpoint.to_owned())
+            .map_err(|e| format!("endpoint {}: {e}", self.endpoint))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.endpoint))?;
+        let answer = v1::action_controller_client::ActionControllerClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+            .customise(request)
+            .await
+            .map_err(|status| format!("{} answered {status}", self.endpoint))?
+            .into_inner();
+        let mut changed = Vec::with_capacity(answer.changed.len());
+        for entry in answer.changed {
+            let cluster = entry
+                .cluster
+                .map(|cluster| ClusterId::new(&cluster.provider, &cluster.name))
+                .ok_or_else(|| format!("an answer for app {:?} names no cluster", entry.app))?;
+            let Some(input) = inputs
+                .iter()
+                .find(|input| input.app == entry.app && *input.cluster == cluster)
+            else {
+                return Err(format!(
+                    "the answer names app {:?} on {cluster}, which the revision does not have",
+                    entry.app
+                ));
+            };
+            let mut objects = Vec::with_capacity(entry.objects.len());
+            for text in &entry.objects {
+                let value: Value = serde_json::from_str(text).map_err(|e| {
+                    format!(
+                        "app {:?} on {cluster}: an object is not JSON: {e}",
+                        entry.app
+                    )
+                })?;
+                objects.push(
+                    crate::objects::from_manifest(value, input.objects, &group.namespace)
+                        .map_err(|e| format!("app {:?} on {cluster}: {e}", entry.app))?,
+                );
+            }
+            changed.push((entry.app, cluster, objects));
+        }
+        Ok(changed)
     }
 }

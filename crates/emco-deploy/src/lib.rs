@@ -41,6 +41,14 @@ use serde_json::Value;
 pub use controllers::{ActionController, ControllerSet, Customiser, PlacementController};
 pub use engine::{Engine, RunReport, RunTally, SyncEngine};
 
+/// How an action controller named by a group's intents is run.
+enum ActionStep<'a> {
+    /// Implemented in the hub.
+    Local(&'a dyn ActionController),
+    /// Called over gRPC at this endpoint.
+    External(&'a str),
+}
+
 /// Largest number of writes per transaction when storing a context (etcd allows 128).
 const OPS_PER_TXN: usize = 64;
 
@@ -248,7 +256,9 @@ impl Deployer {
                             named.name
                         ))
                     })?,
-                controllers::Resolved::Action(controller) => actions.push((named, controller)),
+                controllers::Resolved::Action(controller) => {
+                    actions.push((named, ActionStep::Local(controller)));
+                }
                 controllers::Resolved::Missing => match (&named.endpoint, named.kind.as_str()) {
                     (Some(endpoint), "placement") => external::GrpcPlacement {
                         repo: &self.repo,
@@ -263,6 +273,9 @@ impl Deployer {
                             named.name
                         ))
                     })?,
+                    (Some(endpoint), "action") => {
+                        actions.push((named, ActionStep::External(endpoint)));
+                    }
                     _ => {
                         tracing::warn!(controller = %named.name, group = %inputs.key,
                             "the group's intents name a controller this hub does not run; skipped");
@@ -274,42 +287,78 @@ impl Deployer {
         let chosen = placement::choose_all(&resolved, &BTreeMap::new())
             .map_err(|e| DeployError::BadRequest(format!("placement: {e}")))?;
 
-        // Action controllers read their intents once, then customise per app and cluster; the
-        // results feed the builder's modifier.
-        let mut customisers = Vec::with_capacity(actions.len());
-        for (named, controller) in &actions {
-            let customiser = controller
-                .prepare(inputs, &named.intent)
-                .await
-                .map_err(|e| {
-                    DeployError::BadRequest(format!(
-                        "action controller {:?} (intent {:?}): {e}",
-                        named.name, named.intent
-                    ))
-                })?;
-            customisers.push((*named, customiser));
-        }
+        // Action controllers in priority order, each seeing what the earlier ones changed: an
+        // in-hub one reads its intent once, then customises per app and cluster; an external one
+        // gets every app-cluster in one call. The results feed the builder's modifier.
         let mut customised: HashMap<(String, ClusterId), Vec<ContextObject>> = HashMap::new();
-        for (app, objects) in inputs.apps.iter().zip(&rendered) {
-            let Some(clusters) = chosen.get(&app.name) else {
-                continue;
-            };
-            for cluster in clusters {
-                let id = ClusterId::from(cluster);
-                let mut current: Option<Vec<ContextObject>> = None;
-                for (named, customiser) in &customisers {
-                    let base = current.as_deref().unwrap_or(objects);
-                    if let Some(list) = customiser.customise(&app.name, &id, base).map_err(|e| {
-                        DeployError::BadRequest(format!(
-                            "action controller {:?} for app {:?} on {id}: {e}",
-                            named.name, app.name
-                        ))
-                    })? {
-                        current = Some(list);
+        let pairs: Vec<(usize, ClusterId)> = inputs
+            .apps
+            .iter()
+            .enumerate()
+            .flat_map(|(index, app)| {
+                chosen
+                    .get(&app.name)
+                    .into_iter()
+                    .flatten()
+                    .map(move |cluster| (index, ClusterId::from(cluster)))
+            })
+            .collect();
+        for (named, step) in &actions {
+            match step {
+                ActionStep::Local(controller) => {
+                    let customiser =
+                        controller
+                            .prepare(inputs, &named.intent)
+                            .await
+                            .map_err(|e| {
+                                DeployError::BadRequest(format!(
+                                    "action controller {:?} (intent {:?}): {e}",
+                                    named.name, named.intent
+                                ))
+                            })?;
+                    for (index, id) in &pairs {
+                        let app = &inputs.apps[*index].name;
+                        let key = (app.clone(), id.clone());
+                        let base = customised
+                            .get(&key)
+                            .map_or(rendered[*index].as_slice(), Vec::as_slice);
+                        if let Some(list) = customiser.customise(app, id, base).map_err(|e| {
+                            DeployError::BadRequest(format!(
+                                "action controller {:?} for app {app:?} on {id}: {e}",
+                                named.name
+                            ))
+                        })? {
+                            customised.insert(key, list);
+                        }
                     }
                 }
-                if let Some(list) = current {
-                    customised.insert((app.name.clone(), id), list);
+                ActionStep::External(endpoint) => {
+                    let batch: Vec<external::AppClusterInput<'_>> = pairs
+                        .iter()
+                        .map(|(index, id)| {
+                            let app = inputs.apps[*index].name.as_str();
+                            external::AppClusterInput {
+                                app,
+                                cluster: id,
+                                objects: customised
+                                    .get(&(app.to_owned(), id.clone()))
+                                    .map_or(rendered[*index].as_slice(), Vec::as_slice),
+                            }
+                        })
+                        .collect();
+                    let changed = external::GrpcAction {
+                        name: &named.name,
+                        endpoint,
+                    }
+                    .customise(inputs, &named.intent, revision, &batch)
+                    .await
+                    .map_err(|e| {
+                        DeployError::BadRequest(format!("action controller {:?}: {e}", named.name))
+                    })?;
+                    drop(batch);
+                    for (app, cluster, objects) in changed {
+                        customised.insert((app, cluster), objects);
+                    }
                 }
             }
         }

@@ -67,6 +67,73 @@ pub fn from_release(release: &Release) -> Vec<ContextObject> {
     objects
 }
 
+/// An object a controller handed back (a Kubernetes manifest) as a context object: one that
+/// matches an object of `existing` (API group, kind, namespace, name) keeps its place, phase
+/// and policies; a new one is installed after the app's resources, namespaced objects in
+/// `namespace` unless they name their own.
+pub fn from_manifest(
+    mut object: serde_json::Value,
+    existing: &[ContextObject],
+    namespace: &str,
+) -> Result<ContextObject, String> {
+    let text = |object: &serde_json::Value, pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let api_version = text(&object, "/apiVersion");
+    let kind = text(&object, "/kind");
+    let name = text(&object, "/metadata/name");
+    if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+        return Err("an object without apiVersion, kind or metadata.name".into());
+    }
+    let group = emco_helm::scope::api_group(&api_version).to_owned();
+    let namespace = if emco_helm::scope::is_builtin_cluster_scoped(&group, &kind) {
+        None
+    } else {
+        let given = text(&object, "/metadata/namespace");
+        let namespace = if given.is_empty() {
+            namespace.to_owned()
+        } else {
+            given
+        };
+        object["metadata"]["namespace"] = serde_json::Value::String(namespace.clone());
+        Some(namespace)
+    };
+    if let Some(known) = existing.iter().find(|known| {
+        known.group() == group
+            && known.kind == kind
+            && known.name == name
+            && known.namespace == namespace
+    }) {
+        return Ok(ContextObject {
+            api_version,
+            object,
+            ..known.clone()
+        });
+    }
+    let order = existing
+        .iter()
+        .filter_map(|known| match known.phase {
+            Phase::Resource { order } => Some(order),
+            _ => None,
+        })
+        .max()
+        .map_or(0, |max| max.saturating_add(1));
+    Ok(ContextObject {
+        api_version,
+        kind,
+        name,
+        namespace,
+        phase: Phase::Resource { order },
+        delete_policies: Vec::new(),
+        keep_on_uninstall: false,
+        object,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

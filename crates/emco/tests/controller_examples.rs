@@ -3,7 +3,8 @@
 //!   and two simulated clusters; `kubectl` shows the NetworkPolicy the traffic controller's
 //!   `nps` sub-controller generated;
 //! - `examples/gpu-placement`, an external placement controller the hub calls over gRPC,
-//!   registered through `/v2/controllers` with its own schema and resources.
+//!   registered through `/v2/controllers` with its own schema and resources;
+//! - an external action controller (served by the test) changing and adding objects per cluster.
 
 #[allow(dead_code)]
 mod support;
@@ -420,5 +421,262 @@ async fn gpu_placement_controller_keeps_the_app_off_clusters_without_free_gpus()
     ensure!(answer.body.contains("\"gpu\""), "{}", answer.body);
     let status = api.status(&group, "status=deployed&output=summary").await?;
     assert_eq!(status["deployedStatus"], "Instantiated");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// An external action controller over gRPC
+// ---------------------------------------------------------------------------------------------
+
+/// Annotates every Deployment with the cluster it goes to, and adds a ConfigMap naming it.
+struct Stamp;
+
+#[tonic::async_trait]
+impl emco_controller::v1::action_controller_server::ActionController for Stamp {
+    async fn customise(
+        &self,
+        request: tonic::Request<emco_controller::v1::CustomiseRequest>,
+    ) -> Result<tonic::Response<emco_controller::v1::CustomiseResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let intent = request.group.map(|group| group.intent).unwrap_or_default();
+        let mut changed = Vec::new();
+        for mut entry in request.apps {
+            let cluster = entry
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.name.clone())
+                .unwrap_or_default();
+            let mut objects = Vec::with_capacity(entry.objects.len() + 1);
+            for text in &entry.objects {
+                let mut object: Value = serde_json::from_str(text)
+                    .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+                if object["kind"] == "Deployment" {
+                    object["metadata"]["annotations"]["example.com/cluster"] = json!(cluster);
+                }
+                objects.push(object.to_string());
+            }
+            objects.push(
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": format!("{}-stamp", entry.app)},
+                       "data": {"cluster": cluster, "intent": intent}})
+                .to_string(),
+            );
+            entry.objects = objects;
+            changed.push(entry);
+        }
+        Ok(tonic::Response::new(
+            emco_controller::v1::CustomiseResponse { changed },
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_action_controller_changes_and_adds_objects_per_cluster() -> anyhow::Result<()>
+{
+    let scratch = tempfile::tempdir()?;
+    let scratch = scratch.path();
+    let client = support::http_client()?;
+    let sim = Sim::start(scratch, 2, "edge", "200ms").await?;
+    let hub = support::start_hub(scratch, &client).await?;
+    let api = Api {
+        client: client.clone(),
+        base_url: hub.base_url.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                emco_controller::v1::action_controller_server::ActionControllerServer::new(Stamp),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    created(
+        api.post_json(
+            "/v2/controllers",
+            &json!({"metadata": {"name": "stamp"},
+                    "spec": {"host": "127.0.0.1", "port": port, "type": "action", "priority": 1}}),
+        )
+        .await?,
+        "controller",
+    )
+    .await?;
+    created(
+        api.post_json(
+            "/v2/cluster-providers",
+            &json!({"metadata": {"name": "prov"}}),
+        )
+        .await?,
+        "provider",
+    )
+    .await?;
+    for index in 1..=2 {
+        let name = format!("edge{index}");
+        created(
+            api.post_file(
+                "/v2/cluster-providers/prov/clusters",
+                &json!({"metadata": {"name": name}}),
+                std::fs::read(sim.kubeconfig(&name))?,
+            )
+            .await?,
+            "cluster",
+        )
+        .await?;
+    }
+    created(
+        api.post_json("/v2/projects", &json!({"metadata": {"name": "p"}}))
+            .await?,
+        "project",
+    )
+    .await?;
+    let cloud = "/v2/projects/p/logical-clouds";
+    created(
+        api.post_json(
+            cloud,
+            &json!({"metadata": {"name": "default"}, "spec": {"level": "0"}}),
+        )
+        .await?,
+        "logical cloud",
+    )
+    .await?;
+    for index in 1..=2 {
+        created(
+            api.post_json(
+                &format!("{cloud}/default/cluster-references"),
+                &json!({"metadata": {"name": format!("edge{index}")},
+                        "spec": {"clusterProvider": "prov", "cluster": format!("edge{index}"),
+                                 "loadbalancerIp": "0.0.0.0"}}),
+            )
+            .await?,
+            "cluster reference",
+        )
+        .await?;
+    }
+    api.action(&format!("{cloud}/default/instantiate"))
+        .await?
+        .expect(reqwest::StatusCode::ACCEPTED, "logical cloud instantiate")?;
+    let base = "/v2/projects/p/composite-apps/web/v1";
+    created(
+        api.post_json(
+            "/v2/projects/p/composite-apps",
+            &json!({"metadata": {"name": "web"}, "spec": {"compositeAppVersion": "v1"}}),
+        )
+        .await?,
+        "composite app",
+    )
+    .await?;
+    created(
+        api.post_file(
+            &format!("{base}/apps"),
+            &json!({"metadata": {"name": "site"}}),
+            support::web_chart("site")?,
+        )
+        .await?,
+        "app",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{base}/composite-profiles"),
+            &json!({"metadata": {"name": "prof"}}),
+        )
+        .await?,
+        "composite profile",
+    )
+    .await?;
+    created(
+        api.post_file(
+            &format!("{base}/composite-profiles/prof/profiles"),
+            &json!({"metadata": {"name": "site-profile"}, "spec": {"app": "site"}}),
+            support::profile("replicas: 1\n")?,
+        )
+        .await?,
+        "profile",
+    )
+    .await?;
+    let group = format!("{base}/deployment-intent-groups/dig");
+    created(
+        api.post_json(
+            &format!("{base}/deployment-intent-groups"),
+            &json!({"metadata": {"name": "dig"},
+                    "spec": {"compositeProfile": "prof", "version": "r1", "logicalCloud": "default",
+                             "overrideValues": []}}),
+        )
+        .await?,
+        "group",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{group}/generic-placement-intents"),
+            &json!({"metadata": {"name": "placement"}}),
+        )
+        .await?,
+        "placement intent",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{group}/generic-placement-intents/placement/app-intents"),
+            &json!({"metadata": {"name": "site-placement"},
+                    "spec": {"app": "site", "intent": {"allOf": [
+                        {"clusterProvider": "prov", "cluster": "edge1"},
+                        {"clusterProvider": "prov", "cluster": "edge2"}]}}}),
+        )
+        .await?,
+        "app intent",
+    )
+    .await?;
+    created(
+        api.post_json(
+            &format!("{group}/intents"),
+            &json!({"metadata": {"name": "intents"},
+                    "spec": {"intent": {"genericPlacementIntent": "placement", "stamp": "blue"}}}),
+        )
+        .await?,
+        "intents",
+    )
+    .await?;
+    api.action(&format!("{group}/approve"))
+        .await?
+        .expect(reqwest::StatusCode::ACCEPTED, "approve")?;
+    api.action(&format!("{group}/instantiate"))
+        .await?
+        .expect(reqwest::StatusCode::ACCEPTED, "instantiate")?;
+    wait_for(
+        "Instantiated",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let status = api.status(&group, "status=deployed&output=summary").await?;
+            Ok(if status["deployedStatus"] == "Instantiated" {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+    for index in 1..=2 {
+        let kubectl = Kubectl::new(sim.kubeconfig(&format!("edge{index}")), scratch);
+        let deployments = kubectl.get_json(&["deployments", "-n", "default"])?;
+        let site = deployments
+            .iter()
+            .find(|d| d["metadata"]["name"] == "r1-site")
+            .context("r1-site")?;
+        assert_eq!(
+            site["metadata"]["annotations"]["example.com/cluster"],
+            format!("edge{index}")
+        );
+        let maps = kubectl.get_json(&["configmaps", "-n", "default"])?;
+        let stamp = maps
+            .iter()
+            .find(|m| m["metadata"]["name"] == "site-stamp")
+            .context("site-stamp")?;
+        assert_eq!(
+            stamp["data"],
+            json!({"cluster": format!("edge{index}"), "intent": "blue"})
+        );
+    }
     Ok(())
 }
