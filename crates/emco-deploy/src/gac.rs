@@ -12,8 +12,10 @@
 //! Differences from upstream, on purpose: the customizations of a new object that select a
 //! cluster all apply, in creation order (upstream creates the object once per customization,
 //! and the last one wins); a new ConfigMap or Secret keeps every field of its template (upstream
-//! re-serializes only apiVersion, kind, metadata, type and data). Patch values fetched from an
-//! external service (`$(http…)$`) are refused with a message until the controllers issue.
+//! re-serializes only apiVersion, kind, metadata, type and data). Patch values from an external
+//! service (`$(http…)$`) are fetched when the intent is read; a query of the cluster kv-pairs
+//! API is answered from this hub's own store whatever host it names (see
+//! [`resolve_external_values`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -196,13 +198,18 @@ pub async fn load(
                 Some(blob) => emco_store::attachment::unpack(&blob),
                 None => Vec::new(),
             };
-            customizations.push(customization(group, &kind, &stored.data, files).map_err(
-                |message| GacError::Customization {
-                    resource: name.clone(),
-                    customization: stored.key.name().to_owned(),
-                    message,
-                },
-            )?);
+            let error = |message| GacError::Customization {
+                resource: name.clone(),
+                customization: stored.key.name().to_owned(),
+                message,
+            };
+            let mut built = customization(group, &kind, &stored.data, files).map_err(error)?;
+            if let Patch::Json(ops) = &mut built.patch {
+                resolve_external_values(repo, &stored.data["spec"], ops)
+                    .await
+                    .map_err(error)?;
+            }
+            customizations.push(built);
         }
         resources.push(GacResource {
             name,
@@ -219,6 +226,125 @@ pub async fn load(
         namespace: group.namespace.clone(),
         resources,
     })
+}
+
+/// A JSON patch value to fetch: `$(URL)$`.
+fn external_url(value: &Value) -> Option<&str> {
+    value
+        .as_str()?
+        .strip_prefix("$(")?
+        .strip_suffix(")$")
+        .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
+}
+
+/// Replaces every `$(URL)$` value of a JSON patch with what the URL answers (`{"value": …}`),
+/// as upstream: `{clusterProvider}` and `{cluster}` in the URL are the customization's
+/// `clusterInfo` values. A URL of the cluster kv-pairs API (upstream's clm,
+/// `/v2/cluster-providers/{p}/clusters/{c}/kv-pairs/{kv}?key={k}`) is answered by this hub from
+/// its own store whatever its host: the hub serves clm's API (upstream files carry clm's
+/// address). Other URLs are fetched.
+async fn resolve_external_values(
+    repo: &Repository,
+    spec: &Value,
+    ops: &mut Value,
+) -> Result<(), String> {
+    let Some(ops) = ops.as_array_mut() else {
+        return Ok(());
+    };
+    for op in ops {
+        let Some(url) = op.get("value").and_then(external_url) else {
+            continue;
+        };
+        let url = url
+            .replace(
+                "{clusterProvider}",
+                text(spec, "/clusterInfo/clusterProvider"),
+            )
+            .replace("{cluster}", text(spec, "/clusterInfo/cluster"));
+        let value = match kv_pair_query(&url) {
+            Some((provider, cluster, kv, key)) => {
+                let kv_key = ResourceKey::new(
+                    "clusterKv",
+                    vec![
+                        ("clusterProvider".to_owned(), provider.clone()),
+                        ("cluster".to_owned(), cluster.clone()),
+                        ("clusterKv".to_owned(), kv.clone()),
+                    ],
+                );
+                let stored = repo.get(&kv_key).await.map_err(|e| format!("{url}: {e}"))?;
+                stored
+                    .data
+                    .pointer("/spec/kv")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find_map(|pair| pair.get(&key))
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!("{url}: kv-pairs {kv:?} of cluster {provider}+{cluster} have no key {key:?}")
+                    })?
+            }
+            None => fetch_value(&url).await?,
+        };
+        op["value"] = value;
+    }
+    Ok(())
+}
+
+/// `(provider, cluster, kv-pairs, key)` of a cluster kv-pairs query URL.
+fn kv_pair_query(url: &str) -> Option<(String, String, String, String)> {
+    let rest = url.split_once("://")?.1;
+    let path_and_query = &rest[rest.find('/')?..];
+    let (path, query) = path_and_query.split_once('?')?;
+    let key = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key="))?
+        .to_owned();
+    match path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [
+            "v2",
+            "cluster-providers",
+            provider,
+            "clusters",
+            cluster,
+            "kv-pairs",
+            kv,
+        ] => Some((
+            (*provider).to_owned(),
+            (*cluster).to_owned(),
+            (*kv).to_owned(),
+            key,
+        )),
+        _ => None,
+    }
+}
+
+/// `GET url`, expecting `{"value": …}` (upstream's contract for external patch values).
+async fn fetch_value(url: &str) -> Result<Value, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    let mut body: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: not JSON: {e}"))?;
+    body.get_mut("value")
+        .map(Value::take)
+        .ok_or_else(|| format!("{url} answered no \"value\""))
 }
 
 /// A YAML (or JSON) document; `None` when it is empty.
@@ -262,18 +388,7 @@ fn customization(
     let patch = match text(spec, "/patchType").to_ascii_lowercase().as_str() {
         "" => Patch::None,
         "json" => match spec.get("patchJson") {
-            Some(Value::Array(ops)) if !ops.is_empty() => {
-                if let Some(external) = ops.iter().find_map(|op| {
-                    op["value"]
-                        .as_str()
-                        .filter(|value| value.starts_with("$(http") && value.ends_with(")$"))
-                }) {
-                    return Err(format!(
-                        "patch values from an external service ({external}) are not supported by this hub"
-                    ));
-                }
-                Patch::Json(Value::Array(ops.clone()))
-            }
+            Some(Value::Array(ops)) if !ops.is_empty() => Patch::Json(Value::Array(ops.clone())),
             _ => return Err("patchType json needs a non-empty patchJson list".into()),
         },
         "merge" => Patch::Merge,
@@ -782,6 +897,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn kv_pair_queries_are_recognised() {
+        assert_eq!(
+            kv_pair_query(
+                "http://192.0.2.10:30461/v2/cluster-providers/p1/clusters/c1/kv-pairs/gw?key=port"
+            ),
+            Some(("p1".into(), "c1".into(), "gw".into(), "port".into()))
+        );
+        assert_eq!(
+            kv_pair_query("http://x/v2/cluster-providers/p1/clusters/c1/kv-pairs/gw"),
+            None
+        );
+        assert_eq!(kv_pair_query("http://x/other?key=a"), None);
+        assert_eq!(external_url(&json!("$(http://a/b)$")), Some("http://a/b"));
+        assert_eq!(external_url(&json!("$(ftp://a)$")), None);
+        assert_eq!(external_url(&json!("plain")), None);
     }
 
     #[test]

@@ -995,3 +995,87 @@ async fn gac_strategic_merge_example_merges_containers_and_host_aliases() -> any
     assert_eq!(etcd["spec"]["replicas"], 3, "the chart's replicas stay");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gac_external_url_example_fills_patch_values_from_cluster_kv_pairs() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let scratch = scratch.path();
+    let client = support::http_client()?;
+    let sim = Sim::start(scratch, 1, "cluster", "1s").await?;
+    let hub = support::start_hub(scratch, &client).await?;
+    let api = Api {
+        client: client.clone(),
+        base_url: hub.base_url.clone(),
+    };
+    let ctl = Emcoctl::new(&hub.base_url, scratch)?;
+    let values = gac_values(scratch, &sim)?;
+    let file = |name: &str| upstream_example(&format!("test-gac/{name}"));
+    let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
+
+    // apply.sh test-gac-patch-with-external-url.yaml. Its URLs name upstream's clm
+    // (`http://{HostIP}:30461/v2/cluster-providers/.../kv-pairs/...?key=...`): this hub serves
+    // that API itself and answers them from its store.
+    for name in [
+        "controllers.yaml",
+        "projects.yaml",
+        "clusters.yaml",
+        "logicalclouds.yaml",
+        "instantiatelc.yaml",
+        "apps.yaml",
+        "intents.yaml",
+        "test-gac-patch-with-external-url.yaml",
+        "instantiate.yaml",
+    ] {
+        ctl.file("apply", &file(name), &values, &[])?;
+    }
+    wait_run(&api, GAC_GROUP, "Instantiated").await?;
+    let istio = kubectl_object(&kubectl, "configmaps", "cm-istio")?;
+    assert_eq!(
+        istio["data"]["istioingressgatewayaddress"], "192.168.121.26",
+        "{istio}"
+    );
+    assert_eq!(istio["data"]["istioingressgatewayport"], "32001");
+    assert_eq!(istio["data"]["dns"], "https://example.dns.com");
+    ensure!(istio["data"].get("info.json").is_some(), "{istio}");
+    let db = kubectl_object(&kubectl, "secrets", "secret-db")?;
+    assert_eq!(db["data"]["user"], "aGVsbG8=", "{db}");
+    assert_eq!(db["data"]["password"], "MWYyZDFlMmU2N2Rm");
+    ensure!(db["data"].get("expiration").is_some(), "{db}");
+
+    // A patch that does not apply: the update is refused naming the resource and the
+    // customization, and nothing changes.
+    let customizations = format!(
+        "{GAC_GROUP}/generic-k8s-intents/operator-gac-intent/resources/cm-istio/customizations"
+    );
+    let bad = json!({"metadata": {"name": "bad-patch"}, "spec": {
+        "clusterSpecific": "false",
+        "clusterInfo": {"scope": "label", "clusterProvider": "provider1", "cluster": "",
+                        "clusterLabel": "edge-cluster1", "mode": "allow"},
+        "patchType": "json",
+        "patchJson": [{"op": "replace", "path": "/data/no-such-key", "value": "x"}]}});
+    let answer = api
+        .post_file(&customizations, &bad, b"ignored".to_vec())
+        .await?;
+    ensure!(answer.status.is_success(), "{}", answer.body);
+    let before = api
+        .status(GAC_GROUP, "status=deployed&output=summary")
+        .await?;
+    let answer = api.action(&format!("{GAC_GROUP}/update")).await?;
+    assert_eq!(
+        answer.status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "{}",
+        answer.body
+    );
+    for part in ["\"gac\"", "cm-istio", "bad-patch"] {
+        ensure!(answer.body.contains(part), "{part} not in {}", answer.body);
+    }
+    let after = api
+        .status(GAC_GROUP, "status=deployed&output=summary")
+        .await?;
+    assert_eq!(
+        before["states"], after["states"],
+        "a refused update records nothing"
+    );
+    Ok(())
+}
