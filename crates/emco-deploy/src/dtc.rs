@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use emco_core::appcontext::{ClusterId, ContextObject, Phase};
+use emco_core::appcontext::{ClusterId, ContextObject};
 use emco_core::key::ResourceKey;
 use emco_store::repository::{RepoError, Repository};
 use serde_json::{Value, json};
@@ -281,31 +281,15 @@ impl Customiser for NetworkPolicies {
             return Ok(None);
         }
         let mut out = objects.to_vec();
-        let mut order = out
-            .iter()
-            .filter_map(|o| match o.phase {
-                Phase::Resource { order } => Some(order),
-                _ => None,
-            })
-            .max()
-            .map_or(0, |max| max.saturating_add(1));
         let mut changed = false;
         for inbound in self.policies.iter().filter(|p| p.app == app) {
-            let mut policy = inbound.policy.clone();
-            policy["metadata"]["namespace"] = json!(self.namespace);
-            let name = text(&policy, "/metadata/name").to_owned();
-            out.retain(|o| !(o.kind == "NetworkPolicy" && o.name == name));
-            out.push(ContextObject {
-                api_version: "networking.k8s.io/v1".into(),
-                kind: "NetworkPolicy".into(),
-                name,
-                namespace: Some(self.namespace.clone()),
-                phase: Phase::Resource { order },
-                delete_policies: Vec::new(),
-                keep_on_uninstall: false,
-                object: policy,
-            });
-            order = order.saturating_add(1);
+            let policy =
+                crate::objects::from_manifest(inbound.policy.clone(), &out, &self.namespace)?;
+            let identity = policy.identity();
+            match out.iter().position(|o| o.identity() == identity) {
+                Some(index) => out[index] = policy,
+                None => out.push(policy),
+            }
             changed = true;
         }
         Ok(changed.then_some(out))

@@ -22,9 +22,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use emco_core::appcontext::{ClusterId, ContextObject, Phase};
+use emco_core::appcontext::{ClusterId, ContextObject};
 use emco_core::key::ResourceKey;
-use emco_helm::scope::{api_group, is_builtin_cluster_scoped};
 use emco_patch::{BuiltinSchema, GroupVersionKind};
 use emco_store::repository::{RepoError, Repository};
 use serde_json::{Map, Value, json};
@@ -644,68 +643,45 @@ impl Customiser for GacIntent {
 }
 
 impl GacIntent {
-    /// The context object of a new resource: named by the object itself, in the group's
-    /// namespace when namespaced, installed after the app's own resources.
+    /// The context object of a new resource: its apiVersion, kind and name default to the
+    /// resource's `resourceGVK`; then as any object a controller adds
+    /// ([`crate::objects::from_manifest`]).
     fn new_context_object(
         &self,
         resource: &GacResource,
         mut object: Value,
         existing: &[ContextObject],
     ) -> Result<ContextObject, String> {
-        let field = |object: &Value, pointer: &str, fallback: &str| {
-            object
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .filter(|value| !value.is_empty())
-                .unwrap_or(fallback)
-                .to_owned()
-        };
-        let api_version = field(&object, "/apiVersion", &resource.api_version);
-        let kind = field(&object, "/kind", &resource.kind);
-        let name = field(&object, "/metadata/name", &resource.object_name);
-        if api_version.is_empty() || kind.is_empty() || name.is_empty() {
-            return Err(format!(
-                "resource {:?}: the new object needs an apiVersion, a kind and a name",
-                resource.name
-            ));
-        }
         let root = object
             .as_object_mut()
             .ok_or_else(|| format!("resource {:?}: the object is not a map", resource.name))?;
-        root.insert("apiVersion".into(), Value::String(api_version.clone()));
-        root.insert("kind".into(), Value::String(kind.clone()));
+        for (field, fallback) in [
+            ("apiVersion", &resource.api_version),
+            ("kind", &resource.kind),
+        ] {
+            if root
+                .get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                root.insert(field.into(), Value::String(fallback.clone()));
+            }
+        }
         let metadata = root
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()));
         if !metadata.is_object() {
             *metadata = Value::Object(Map::new());
         }
-        let namespace = if is_builtin_cluster_scoped(api_group(&api_version), &kind) {
-            None
-        } else {
-            let namespace = field(metadata, "/namespace", &self.namespace);
-            metadata["namespace"] = Value::String(namespace.clone());
-            Some(namespace)
-        };
-        metadata["name"] = Value::String(name.clone());
-        let order = existing
-            .iter()
-            .filter_map(|o| match o.phase {
-                Phase::Resource { order } => Some(order),
-                _ => None,
-            })
-            .max()
-            .map_or(0, |max| max.saturating_add(1));
-        Ok(ContextObject {
-            api_version,
-            kind,
-            name,
-            namespace,
-            phase: Phase::Resource { order },
-            delete_policies: Vec::new(),
-            keep_on_uninstall: false,
-            object,
-        })
+        if metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            metadata["name"] = Value::String(resource.object_name.clone());
+        }
+        crate::objects::from_manifest(object, existing, &self.namespace)
+            .map_err(|e| format!("resource {:?}: {e}", resource.name))
     }
 }
 
@@ -713,6 +689,7 @@ impl GacIntent {
 #[allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 mod tests {
     use super::*;
+    use emco_core::appcontext::Phase;
 
     fn cluster(name: &str) -> ClusterId {
         ClusterId::new("prov", name)
