@@ -155,11 +155,6 @@ async fn network_policy_example_admits_the_declared_client_on_the_servers_cluste
 // An external placement controller over gRPC: examples/gpu-placement
 // ---------------------------------------------------------------------------------------------
 
-async fn created(answer: support::Answer, what: &str) -> anyhow::Result<()> {
-    answer.expect(reqwest::StatusCode::CREATED, what)?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpu_placement_controller_keeps_the_app_off_clusters_without_free_gpus()
 -> anyhow::Result<()> {
@@ -179,163 +174,37 @@ async fn gpu_placement_controller_keeps_the_app_off_clusters_without_free_gpus()
     let port = listener.local_addr()?.port();
     let controller = gpu_placement::GpuPlacement::new(&hub.base_url, client.clone());
     let serving = tokio::spawn(gpu_placement::serve(listener, controller));
-    created(
-        api.post_json(
-            "/v2/controllers",
-            &json!({"metadata": {"name": "gpu"},
-                    "spec": {"host": "127.0.0.1", "port": port, "type": "placement", "priority": 1}}),
-        )
-        .await?,
-        "controller",
+    api.create(
+        "/v2/controllers",
+        &json!({"metadata": {"name": "gpu"},
+                "spec": {"host": "127.0.0.1", "port": port, "type": "placement", "priority": 1}}),
     )
     .await?;
 
     // Three labelled clusters advertising 4, 1 and 8 free GPUs.
-    created(
-        api.post_json(
-            "/v2/cluster-providers",
-            &json!({"metadata": {"name": "prov"}}),
-        )
-        .await?,
-        "provider",
-    )
-    .await?;
-    for (index, free) in [(1, "4"), (2, "1"), (3, "8")] {
-        let name = format!("edge{index}");
-        created(
-            api.post_file(
-                "/v2/cluster-providers/prov/clusters",
-                &json!({"metadata": {"name": name}}),
-                std::fs::read(sim.kubeconfig(&name))?,
-            )
-            .await?,
-            "cluster",
-        )
+    api.clusters(&sim, "prov", &["edge1", "edge2", "edge3"], Some("edge"))
         .await?;
-        let cluster = format!("/v2/cluster-providers/prov/clusters/{name}");
-        created(
-            api.post_json(
-                &format!("{cluster}/labels"),
-                &json!({"clusterLabel": "edge"}),
-            )
-            .await?,
-            "label",
-        )
-        .await?;
-        created(
-            api.post_json(
-                &format!("{cluster}/kv-pairs"),
-                &json!({"metadata": {"name": "gpu"}, "spec": {"kv": [{"gpus-free": free}]}}),
-            )
-            .await?,
-            "kv-pairs",
+    for (name, free) in [("edge1", "4"), ("edge2", "1"), ("edge3", "8")] {
+        api.create(
+            &format!("/v2/cluster-providers/prov/clusters/{name}/kv-pairs"),
+            &json!({"metadata": {"name": "gpu"}, "spec": {"kv": [{"gpus-free": free}]}}),
         )
         .await?;
     }
-    created(
-        api.post_json("/v2/projects", &json!({"metadata": {"name": "p"}}))
-            .await?,
-        "project",
-    )
-    .await?;
-    let cloud = "/v2/projects/p/logical-clouds";
-    created(
-        api.post_json(
-            cloud,
-            &json!({"metadata": {"name": "default"}, "spec": {"level": "0"}}),
-        )
-        .await?,
-        "logical cloud",
-    )
-    .await?;
-    for index in 1..=3 {
-        created(
-            api.post_json(
-                &format!("{cloud}/default/cluster-references"),
-                &json!({"metadata": {"name": format!("edge{index}")},
-                        "spec": {"clusterProvider": "prov", "cluster": format!("edge{index}"),
-                                 "loadbalancerIp": "0.0.0.0"}}),
-            )
-            .await?,
-            "cluster reference",
+    api.project_with_admin_cloud("p", "prov", &["edge1", "edge2", "edge3"])
+        .await?;
+    let base = api
+        .composite_app("p", "ml", "v1", "trainer", support::web_chart("trainer")?)
+        .await?;
+    let group = api
+        .group(
+            &base,
+            "dig",
+            "trainer",
+            json!([{"clusterProvider": "prov", "clusterLabel": "edge"}]),
+            json!({"gpu": "needs-2"}),
         )
         .await?;
-    }
-    api.action(&format!("{cloud}/default/instantiate"))
-        .await?
-        .expect(reqwest::StatusCode::ACCEPTED, "logical cloud instantiate")?;
-    let ca = "/v2/projects/p/composite-apps";
-    created(
-        api.post_json(
-            ca,
-            &json!({"metadata": {"name": "ml"}, "spec": {"compositeAppVersion": "v1"}}),
-        )
-        .await?,
-        "composite app",
-    )
-    .await?;
-    let base = format!("{ca}/ml/v1");
-    created(
-        api.post_file(
-            &format!("{base}/apps"),
-            &json!({"metadata": {"name": "trainer"}}),
-            support::web_chart("trainer")?,
-        )
-        .await?,
-        "app",
-    )
-    .await?;
-    created(
-        api.post_json(
-            &format!("{base}/composite-profiles"),
-            &json!({"metadata": {"name": "prof"}}),
-        )
-        .await?,
-        "composite profile",
-    )
-    .await?;
-    created(
-        api.post_file(
-            &format!("{base}/composite-profiles/prof/profiles"),
-            &json!({"metadata": {"name": "trainer-profile"}, "spec": {"app": "trainer"}}),
-            support::profile("replicas: 1\n")?,
-        )
-        .await?,
-        "profile",
-    )
-    .await?;
-    let group = format!("{base}/deployment-intent-groups/dig");
-    created(
-        api.post_json(
-            &format!("{base}/deployment-intent-groups"),
-            &json!({"metadata": {"name": "dig"},
-                    "spec": {"compositeProfile": "prof", "version": "r1", "logicalCloud": "default",
-                             "overrideValues": []}}),
-        )
-        .await?,
-        "group",
-    )
-    .await?;
-    created(
-        api.post_json(
-            &format!("{group}/generic-placement-intents"),
-            &json!({"metadata": {"name": "placement"}}),
-        )
-        .await?,
-        "placement intent",
-    )
-    .await?;
-    created(
-        api.post_json(
-            &format!("{group}/generic-placement-intents/placement/app-intents"),
-            &json!({"metadata": {"name": "trainer-placement"},
-                    "spec": {"app": "trainer", "intent": {"allOf": [
-                        {"clusterProvider": "prov", "clusterLabel": "edge"}]}}}),
-        )
-        .await?,
-        "app intent",
-    )
-    .await?;
     // The controller's own resource, through the generic resource API: integrity applies (an
     // intent for an app the composite app does not have is refused).
     let gpu_intents = "/v2/resources/gpuIntent/p/ml/v1/dig";
@@ -351,31 +220,13 @@ async fn gpu_placement_controller_keeps_the_app_off_clusters_without_free_gpus()
         "{}",
         answer.body
     );
-    created(
-        api.post_json(
-            gpu_intents,
-            &json!({"metadata": {"name": "needs-2"}, "spec": {"app": "trainer", "gpus": 2}}),
-        )
-        .await?,
-        "gpu intent",
+    api.create(
+        gpu_intents,
+        &json!({"metadata": {"name": "needs-2"}, "spec": {"app": "trainer", "gpus": 2}}),
     )
     .await?;
-    created(
-        api.post_json(
-            &format!("{group}/intents"),
-            &json!({"metadata": {"name": "intents"},
-                    "spec": {"intent": {"genericPlacementIntent": "placement", "gpu": "needs-2"}}}),
-        )
-        .await?,
-        "intents",
-    )
-    .await?;
-    api.action(&format!("{group}/approve"))
-        .await?
-        .expect(reqwest::StatusCode::ACCEPTED, "approve")?;
-    api.action(&format!("{group}/instantiate"))
-        .await?
-        .expect(reqwest::StatusCode::ACCEPTED, "instantiate")?;
+    api.accepted(&format!("{group}/approve")).await?;
+    api.accepted(&format!("{group}/instantiate")).await?;
     let status = wait_for(
         "Instantiated",
         Duration::from_secs(40),
@@ -491,158 +342,33 @@ async fn an_external_action_controller_changes_and_adds_objects_per_cluster() ->
             )
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    created(
-        api.post_json(
-            "/v2/controllers",
-            &json!({"metadata": {"name": "stamp"},
-                    "spec": {"host": "127.0.0.1", "port": port, "type": "action", "priority": 1}}),
-        )
-        .await?,
-        "controller",
+    api.create(
+        "/v2/controllers",
+        &json!({"metadata": {"name": "stamp"},
+                "spec": {"host": "127.0.0.1", "port": port, "type": "action", "priority": 1}}),
     )
     .await?;
-    created(
-        api.post_json(
-            "/v2/cluster-providers",
-            &json!({"metadata": {"name": "prov"}}),
-        )
-        .await?,
-        "provider",
-    )
-    .await?;
-    for index in 1..=2 {
-        let name = format!("edge{index}");
-        created(
-            api.post_file(
-                "/v2/cluster-providers/prov/clusters",
-                &json!({"metadata": {"name": name}}),
-                std::fs::read(sim.kubeconfig(&name))?,
-            )
-            .await?,
-            "cluster",
+    api.clusters(&sim, "prov", &["edge1", "edge2"], None)
+        .await?;
+    api.project_with_admin_cloud("p", "prov", &["edge1", "edge2"])
+        .await?;
+    let base = api
+        .composite_app("p", "web", "v1", "site", support::web_chart("site")?)
+        .await?;
+    let group = api
+        .group(
+            &base,
+            "dig",
+            "site",
+            json!([
+                {"clusterProvider": "prov", "cluster": "edge1"},
+                {"clusterProvider": "prov", "cluster": "edge2"}
+            ]),
+            json!({"stamp": "blue"}),
         )
         .await?;
-    }
-    created(
-        api.post_json("/v2/projects", &json!({"metadata": {"name": "p"}}))
-            .await?,
-        "project",
-    )
-    .await?;
-    let cloud = "/v2/projects/p/logical-clouds";
-    created(
-        api.post_json(
-            cloud,
-            &json!({"metadata": {"name": "default"}, "spec": {"level": "0"}}),
-        )
-        .await?,
-        "logical cloud",
-    )
-    .await?;
-    for index in 1..=2 {
-        created(
-            api.post_json(
-                &format!("{cloud}/default/cluster-references"),
-                &json!({"metadata": {"name": format!("edge{index}")},
-                        "spec": {"clusterProvider": "prov", "cluster": format!("edge{index}"),
-                                 "loadbalancerIp": "0.0.0.0"}}),
-            )
-            .await?,
-            "cluster reference",
-        )
-        .await?;
-    }
-    api.action(&format!("{cloud}/default/instantiate"))
-        .await?
-        .expect(reqwest::StatusCode::ACCEPTED, "logical cloud instantiate")?;
-    let base = "/v2/projects/p/composite-apps/web/v1";
-    created(
-        api.post_json(
-            "/v2/projects/p/composite-apps",
-            &json!({"metadata": {"name": "web"}, "spec": {"compositeAppVersion": "v1"}}),
-        )
-        .await?,
-        "composite app",
-    )
-    .await?;
-    created(
-        api.post_file(
-            &format!("{base}/apps"),
-            &json!({"metadata": {"name": "site"}}),
-            support::web_chart("site")?,
-        )
-        .await?,
-        "app",
-    )
-    .await?;
-    created(
-        api.post_json(
-            &format!("{base}/composite-profiles"),
-            &json!({"metadata": {"name": "prof"}}),
-        )
-        .await?,
-        "composite profile",
-    )
-    .await?;
-    created(
-        api.post_file(
-            &format!("{base}/composite-profiles/prof/profiles"),
-            &json!({"metadata": {"name": "site-profile"}, "spec": {"app": "site"}}),
-            support::profile("replicas: 1\n")?,
-        )
-        .await?,
-        "profile",
-    )
-    .await?;
-    let group = format!("{base}/deployment-intent-groups/dig");
-    created(
-        api.post_json(
-            &format!("{base}/deployment-intent-groups"),
-            &json!({"metadata": {"name": "dig"},
-                    "spec": {"compositeProfile": "prof", "version": "r1", "logicalCloud": "default",
-                             "overrideValues": []}}),
-        )
-        .await?,
-        "group",
-    )
-    .await?;
-    created(
-        api.post_json(
-            &format!("{group}/generic-placement-intents"),
-            &json!({"metadata": {"name": "placement"}}),
-        )
-        .await?,
-        "placement intent",
-    )
-    .await?;
-    created(
-        api.post_json(
-            &format!("{group}/generic-placement-intents/placement/app-intents"),
-            &json!({"metadata": {"name": "site-placement"},
-                    "spec": {"app": "site", "intent": {"allOf": [
-                        {"clusterProvider": "prov", "cluster": "edge1"},
-                        {"clusterProvider": "prov", "cluster": "edge2"}]}}}),
-        )
-        .await?,
-        "app intent",
-    )
-    .await?;
-    created(
-        api.post_json(
-            &format!("{group}/intents"),
-            &json!({"metadata": {"name": "intents"},
-                    "spec": {"intent": {"genericPlacementIntent": "placement", "stamp": "blue"}}}),
-        )
-        .await?,
-        "intents",
-    )
-    .await?;
-    api.action(&format!("{group}/approve"))
-        .await?
-        .expect(reqwest::StatusCode::ACCEPTED, "approve")?;
-    api.action(&format!("{group}/instantiate"))
-        .await?
-        .expect(reqwest::StatusCode::ACCEPTED, "instantiate")?;
+    api.accepted(&format!("{group}/approve")).await?;
+    api.accepted(&format!("{group}/instantiate")).await?;
     wait_for(
         "Instantiated",
         Duration::from_secs(40),

@@ -319,107 +319,18 @@ fn web_chart(image: &str) -> anyhow::Result<Vec<u8>> {
     )
 }
 
-async fn expect(answer: support::Answer, status: StatusCode, what: &str) -> anyhow::Result<()> {
-    answer.expect(status, what)?;
-    Ok(())
-}
-
-/// Composite app `ca` version `version` with app `web` (chart with `image`), a profile, and
-/// group `dig` placing web on every cluster of the provider labelled `edge`.
+/// Version `version` of composite app `ca` with app `web` (chart with `image`) and group `dig`
+/// placing web on every cluster of the provider labelled `edge`.
 async fn define_version(api: &Api, version: &str, dig: &str, image: &str) -> anyhow::Result<()> {
-    let ca = format!("{PROJECT}/composite-apps");
-    expect(
-        api.post_json(
-            &ca,
-            &json!({"metadata": {"name": "ca"}, "spec": {"compositeAppVersion": version}}),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "composite app",
-    )
-    .await?;
-    let base = format!("{ca}/ca/{version}");
-    expect(
-        api.post_file(
-            &format!("{base}/apps"),
-            &json!({"metadata": {"name": "web"}}),
-            web_chart(image)?,
-        )
-        .await?,
-        StatusCode::CREATED,
-        "app",
-    )
-    .await?;
-    expect(
-        api.post_json(
-            &format!("{base}/composite-profiles"),
-            &json!({"metadata": {"name": "profile"}}),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "composite profile",
-    )
-    .await?;
-    expect(
-        api.post_file(
-            &format!("{base}/composite-profiles/profile/profiles"),
-            &json!({"metadata": {"name": "web-profile"}, "spec": {"app": "web"}}),
-            support::profile("replicas: 1\n")?,
-        )
-        .await?,
-        StatusCode::CREATED,
-        "profile",
-    )
-    .await?;
-    expect(
-        api.post_json(
-            &format!("{base}/deployment-intent-groups"),
-            &json!({
-                "metadata": {"name": dig},
-                "spec": {"compositeProfile": "profile", "version": "r1", "logicalCloud": "default",
-                         "overrideValues": []},
-            }),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "group",
-    )
-    .await?;
-    let group = format!("{base}/deployment-intent-groups/{dig}");
-    expect(
-        api.post_json(
-            &format!("{group}/generic-placement-intents"),
-            &json!({"metadata": {"name": "placement"}, "spec": {"logicalCloud": "default"}}),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "placement intent",
-    )
-    .await?;
-    expect(
-        api.post_json(
-            &format!("{group}/generic-placement-intents/placement/app-intents"),
-            &json!({
-                "metadata": {"name": "web-placement"},
-                "spec": {"app": "web", "intent": {"allOf": [
-                    {"clusterProvider": "prov", "clusterLabel": "edge"}
-                ]}},
-            }),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "app intent",
-    )
-    .await?;
-    expect(
-        api.post_json(
-            &format!("{group}/intents"),
-            &json!({"metadata": {"name": "intent"},
-                    "spec": {"intent": {"genericPlacementIntent": "placement"}}}),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "intents",
+    let base = api
+        .composite_app("p", "ca", version, "web", web_chart(image)?)
+        .await?;
+    api.group(
+        &base,
+        dig,
+        "web",
+        json!([{"clusterProvider": "prov", "clusterLabel": "edge"}]),
+        json!({}),
     )
     .await?;
     Ok(())
@@ -448,94 +359,14 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
         client: client.clone(),
         base_url: hub.base_url.clone(),
     };
-    expect(
-        api.post_json(
-            "/v2/cluster-providers",
-            &json!({"metadata": {"name": "prov"}}),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "provider",
-    )
-    .await?;
-    for index in 1..=3 {
-        let name = format!("edge{index}");
-        let kubeconfig = std::fs::read(sim.kubeconfig(&name))?;
-        expect(
-            api.post_file(
-                "/v2/cluster-providers/prov/clusters",
-                &json!({"metadata": {"name": name}}),
-                kubeconfig,
-            )
-            .await?,
-            StatusCode::CREATED,
-            "cluster",
-        )
+    api.clusters(&sim, "prov", &["edge1", "edge2", "edge3"], Some("edge"))
         .await?;
-        expect(
-            api.post_json(
-                &format!("/v2/cluster-providers/prov/clusters/{name}/labels"),
-                &json!({"clusterLabel": "edge"}),
-            )
-            .await?,
-            StatusCode::CREATED,
-            "label",
-        )
+    api.project_with_admin_cloud("p", "prov", &["edge1", "edge2", "edge3"])
         .await?;
-    }
-    expect(
-        api.post_json("/v2/projects", &json!({"metadata": {"name": "p"}}))
-            .await?,
-        StatusCode::CREATED,
-        "project",
-    )
-    .await?;
-    // The admin logical cloud over the three clusters.
-    let cloud = format!("{PROJECT}/logical-clouds");
-    expect(
-        api.post_json(
-            &cloud,
-            &json!({"metadata": {"name": "default"}, "spec": {"level": "0"}}),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "logical cloud",
-    )
-    .await?;
-    for index in 1..=3 {
-        expect(
-            api.post_json(
-                &format!("{cloud}/default/cluster-references"),
-                &json!({"metadata": {"name": format!("edge{index}")},
-                        "spec": {"clusterProvider": "prov", "cluster": format!("edge{index}"),
-                                 "loadbalancerIp": "0.0.0.0"}}),
-            )
-            .await?,
-            StatusCode::CREATED,
-            "cluster reference",
-        )
-        .await?;
-    }
-    expect(
-        api.action(&format!("{cloud}/default/instantiate")).await?,
-        StatusCode::ACCEPTED,
-        "logical cloud instantiate",
-    )
-    .await?;
     define_version(&api, "v1", "dig", "nginx:1.27").await?;
     let group = format!("{PROJECT}/composite-apps/ca/v1/deployment-intent-groups/dig");
-    expect(
-        api.action(&format!("{group}/approve")).await?,
-        StatusCode::ACCEPTED,
-        "approve",
-    )
-    .await?;
-    expect(
-        api.action(&format!("{group}/instantiate")).await?,
-        StatusCode::ACCEPTED,
-        "instantiate",
-    )
-    .await?;
+    api.accepted(&format!("{group}/approve")).await?;
+    api.accepted(&format!("{group}/instantiate")).await?;
     wait_run(&api, &group, "Instantiated").await?;
 
     // A new chart for web: only its Deployment's image differs.
@@ -634,14 +465,9 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
         "three deletes on edge3, nothing elsewhere"
     );
     // Labelled again: the next revision (the migrate's) brings it back.
-    expect(
-        api.post_json(
-            "/v2/cluster-providers/prov/clusters/edge3/labels",
-            &json!({"clusterLabel": "edge"}),
-        )
-        .await?,
-        StatusCode::CREATED,
-        "label",
+    api.create(
+        "/v2/cluster-providers/prov/clusters/edge3/labels",
+        &json!({"clusterLabel": "edge"}),
     )
     .await?;
 
@@ -695,12 +521,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
         "the target is not approved yet: {}",
         answer.body
     );
-    expect(
-        api.action(&format!("{target}/approve")).await?,
-        StatusCode::ACCEPTED,
-        "approve v2",
-    )
-    .await?;
+    api.accepted(&format!("{target}/approve")).await?;
     let answer = api
         .post_json(
             &migrate,
@@ -713,12 +534,9 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
         "{}",
         answer.body
     );
-    expect(
-        api.post_json(&migrate, &body).await?,
-        StatusCode::ACCEPTED,
-        "migrate",
-    )
-    .await?;
+    api.post_json(&migrate, &body)
+        .await?
+        .expect(StatusCode::ACCEPTED, "migrate")?;
     let target_status = wait_run(&api, &target, "Updated").await?;
     let source_status = api.status(&group, "status=deployed&output=summary").await?;
     assert_eq!(
@@ -750,12 +568,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
     // The source deploys nothing any more: it may be deleted; the target terminates.
     let answer = api.action(&format!("{group}/terminate")).await?;
     assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
-    expect(
-        api.action(&format!("{target}/terminate")).await?,
-        StatusCode::ACCEPTED,
-        "terminate v2",
-    )
-    .await?;
+    api.accepted(&format!("{target}/terminate")).await?;
     wait_run(&api, &target, "Terminated").await?;
     let kubectl = Kubectl::new(sim.kubeconfig("edge1"), scratch);
     let left = kubectl.labelled("deployments,configmaps,services")?;
@@ -790,6 +603,29 @@ fn gac_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
     let path = scratch.join("values.yaml");
     std::fs::write(&path, out)?;
     Ok(path)
+}
+
+/// upstream's test-gac `apply.sh {test_file}`: prerequisites, the test's resources, instantiate.
+fn apply_gac_example(ctl: &Emcoctl, values: &Path, test_file: &str) -> anyhow::Result<()> {
+    for name in [
+        "controllers.yaml",
+        "projects.yaml",
+        "clusters.yaml",
+        "logicalclouds.yaml",
+        "instantiatelc.yaml",
+        "apps.yaml",
+        "intents.yaml",
+        test_file,
+        "instantiate.yaml",
+    ] {
+        ctl.file(
+            "apply",
+            &upstream_example(&format!("test-gac/{name}")),
+            values,
+            &[],
+        )?;
+    }
+    Ok(())
 }
 
 /// `kubectl get KIND NAME -n default -o json`.
@@ -842,20 +678,7 @@ async fn gac_example_customises_the_operator_then_updates_and_rolls_back() -> an
     let file = |name: &str| upstream_example(&format!("test-gac/{name}"));
     let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
 
-    // apply.sh test-gac.yaml, in its order.
-    for name in [
-        "controllers.yaml",
-        "projects.yaml",
-        "clusters.yaml",
-        "logicalclouds.yaml",
-        "instantiatelc.yaml",
-        "apps.yaml",
-        "intents.yaml",
-        "test-gac.yaml",
-        "instantiate.yaml",
-    ] {
-        ctl.file("apply", &file(name), &values, &[])?;
-    }
+    apply_gac_example(&ctl, &values, "test-gac.yaml")?;
     wait_run(&api, GAC_GROUP, "Instantiated").await?;
 
     // What the README shows on the edge cluster.
@@ -943,23 +766,9 @@ async fn gac_strategic_merge_example_merges_containers_and_host_aliases() -> any
     };
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
     let values = gac_values(scratch, &sim)?;
-    let file = |name: &str| upstream_example(&format!("test-gac/{name}"));
     let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
 
-    // apply.sh test-strategic-merge.yaml
-    for name in [
-        "controllers.yaml",
-        "projects.yaml",
-        "clusters.yaml",
-        "logicalclouds.yaml",
-        "instantiatelc.yaml",
-        "apps.yaml",
-        "intents.yaml",
-        "test-strategic-merge.yaml",
-        "instantiate.yaml",
-    ] {
-        ctl.file("apply", &file(name), &values, &[])?;
-    }
+    apply_gac_example(&ctl, &values, "test-strategic-merge.yaml")?;
     wait_run(&api, GAC_GROUP, "Instantiated").await?;
 
     // The new Deployment has the patch's container beside its own (merged by name; new items
@@ -1009,25 +818,9 @@ async fn gac_external_url_example_fills_patch_values_from_cluster_kv_pairs() -> 
     };
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
     let values = gac_values(scratch, &sim)?;
-    let file = |name: &str| upstream_example(&format!("test-gac/{name}"));
     let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
 
-    // apply.sh test-gac-patch-with-external-url.yaml. Its URLs name upstream's clm
-    // (`http://{HostIP}:30461/v2/cluster-providers/.../kv-pairs/...?key=...`): this hub serves
-    // that API itself and answers them from its store.
-    for name in [
-        "controllers.yaml",
-        "projects.yaml",
-        "clusters.yaml",
-        "logicalclouds.yaml",
-        "instantiatelc.yaml",
-        "apps.yaml",
-        "intents.yaml",
-        "test-gac-patch-with-external-url.yaml",
-        "instantiate.yaml",
-    ] {
-        ctl.file("apply", &file(name), &values, &[])?;
-    }
+    apply_gac_example(&ctl, &values, "test-gac-patch-with-external-url.yaml")?;
     wait_run(&api, GAC_GROUP, "Instantiated").await?;
     let istio = kubectl_object(&kubectl, "configmaps", "cm-istio")?;
     assert_eq!(

@@ -585,3 +585,175 @@ fn unix_seconds_reads_kubernetes_times() {
     assert_eq!(unix_seconds("2000-03-01T00:00:10Z").unwrap(), 951_868_810);
     assert_eq!(unix_seconds("2026-11-23T16:14:41Z").unwrap(), 1_795_450_481);
 }
+
+/// REST onboarding shared by the end-to-end tests: each step expects upstream's success status.
+impl Api {
+    /// `POST path` with a JSON body, expecting 201.
+    pub async fn create(&self, path: &str, body: &Value) -> anyhow::Result<()> {
+        self.post_json(path, body)
+            .await?
+            .expect(StatusCode::CREATED, path)?;
+        Ok(())
+    }
+
+    /// `POST path` with `metadata` and one file, expecting 201.
+    pub async fn create_file(
+        &self,
+        path: &str,
+        metadata: &Value,
+        file: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        self.post_file(path, metadata, file)
+            .await?
+            .expect(StatusCode::CREATED, path)?;
+        Ok(())
+    }
+
+    /// `POST path` without a body (an action), expecting 202.
+    pub async fn accepted(&self, path: &str) -> anyhow::Result<()> {
+        self.action(path)
+            .await?
+            .expect(StatusCode::ACCEPTED, path)?;
+        Ok(())
+    }
+
+    /// Cluster provider `provider` with the simulator's clusters `names`, each labelled `label`.
+    pub async fn clusters(
+        &self,
+        sim: &Sim,
+        provider: &str,
+        names: &[&str],
+        label: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.create(
+            "/v2/cluster-providers",
+            &serde_json::json!({"metadata": {"name": provider}}),
+        )
+        .await?;
+        for name in names {
+            let clusters = format!("/v2/cluster-providers/{provider}/clusters");
+            self.create_file(
+                &clusters,
+                &serde_json::json!({"metadata": {"name": name}}),
+                std::fs::read(sim.kubeconfig(name))?,
+            )
+            .await?;
+            if let Some(label) = label {
+                self.create(
+                    &format!("{clusters}/{name}/labels"),
+                    &serde_json::json!({"clusterLabel": label}),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Project `project` with an instantiated admin logical cloud `default` over `clusters`.
+    pub async fn project_with_admin_cloud(
+        &self,
+        project: &str,
+        provider: &str,
+        clusters: &[&str],
+    ) -> anyhow::Result<()> {
+        self.create(
+            "/v2/projects",
+            &serde_json::json!({"metadata": {"name": project}}),
+        )
+        .await?;
+        let cloud = format!("/v2/projects/{project}/logical-clouds");
+        self.create(
+            &cloud,
+            &serde_json::json!({"metadata": {"name": "default"}, "spec": {"level": "0"}}),
+        )
+        .await?;
+        for cluster in clusters {
+            self.create(
+                &format!("{cloud}/default/cluster-references"),
+                &serde_json::json!({"metadata": {"name": cluster},
+                        "spec": {"clusterProvider": provider, "cluster": cluster,
+                                 "loadbalancerIp": "0.0.0.0"}}),
+            )
+            .await?;
+        }
+        self.accepted(&format!("{cloud}/default/instantiate")).await
+    }
+
+    /// Version `version` of composite app `ca` with one app (`chart`), a composite profile
+    /// `prof` with the app's profile (`replicas: 1`); returns the version's path.
+    pub async fn composite_app(
+        &self,
+        project: &str,
+        ca: &str,
+        version: &str,
+        app: &str,
+        chart: Vec<u8>,
+    ) -> anyhow::Result<String> {
+        self.create(
+            &format!("/v2/projects/{project}/composite-apps"),
+            &serde_json::json!({"metadata": {"name": ca}, "spec": {"compositeAppVersion": version}}),
+        )
+        .await?;
+        let base = format!("/v2/projects/{project}/composite-apps/{ca}/{version}");
+        self.create_file(
+            &format!("{base}/apps"),
+            &serde_json::json!({"metadata": {"name": app}}),
+            chart,
+        )
+        .await?;
+        self.create(
+            &format!("{base}/composite-profiles"),
+            &serde_json::json!({"metadata": {"name": "prof"}}),
+        )
+        .await?;
+        self.create_file(
+            &format!("{base}/composite-profiles/prof/profiles"),
+            &serde_json::json!({"metadata": {"name": format!("{app}-profile")}, "spec": {"app": app}}),
+            profile("replicas: 1\n")?,
+        )
+        .await?;
+        Ok(base)
+    }
+
+    /// Group `dig` (release `r1`, cloud `default`) of the version at `base` placing `app` by
+    /// `all_of` (upstream's `allOf` list), with `intents` beside the placement intent (`{}` for
+    /// none); returns the group's path.
+    pub async fn group(
+        &self,
+        base: &str,
+        dig: &str,
+        app: &str,
+        all_of: Value,
+        intents: Value,
+    ) -> anyhow::Result<String> {
+        self.create(
+            &format!("{base}/deployment-intent-groups"),
+            &serde_json::json!({"metadata": {"name": dig},
+                    "spec": {"compositeProfile": "prof", "version": "r1", "logicalCloud": "default",
+                             "overrideValues": []}}),
+        )
+        .await?;
+        let group = format!("{base}/deployment-intent-groups/{dig}");
+        self.create(
+            &format!("{group}/generic-placement-intents"),
+            &serde_json::json!({"metadata": {"name": "placement"}}),
+        )
+        .await?;
+        self.create(
+            &format!("{group}/generic-placement-intents/placement/app-intents"),
+            &serde_json::json!({"metadata": {"name": format!("{app}-placement")},
+                    "spec": {"app": app, "intent": {"allOf": all_of}}}),
+        )
+        .await?;
+        let mut intent = serde_json::json!({"genericPlacementIntent": "placement"});
+        if let (Some(map), Some(extra)) = (intent.as_object_mut(), intents.as_object()) {
+            map.extend(extra.clone());
+        }
+        self.create(
+            &format!("{group}/intents"),
+            &serde_json::json!({"metadata": {"name": "intents"}, "spec": {"intent": intent}}),
+        )
+        .await?;
+        Ok(group)
+    }
+}
