@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
-use support::{Api, Emcoctl, Kubectl, Sim, generated, upstream_example, wait_for};
+use support::{Emcoctl, Kubectl, Sim, generated, upstream_example, wait_for};
 
 const DTC_GROUP: &str = "/v2/projects/proj1/composite-apps/collection-composite-app/v1/deployment-intent-groups/collection-deployment-intent-group";
 
@@ -43,17 +43,13 @@ fn dtc_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_policy_example_admits_the_declared_client_on_the_servers_cluster()
 -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 2, "cluster", "1s").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
+    let bed = support::Bed::start(2, "cluster", "1s").await?;
+    let scratch = bed.scratch();
+    let sim = &bed.sim;
+    let hub = &bed.hub;
+    let api = &bed.api;
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
-    let values = dtc_values(scratch, &sim)?;
+    let values = dtc_values(scratch, sim)?;
     // apps.yaml names its archives `output/…` relative to where apply.sh runs (setup.sh puts
     // them there): run emcoctl where `output` is the generated archives.
     let workdir = scratch.join("dtc");
@@ -158,18 +154,15 @@ async fn network_policy_example_admits_the_declared_client_on_the_servers_cluste
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpu_placement_controller_keeps_the_app_off_clusters_without_free_gpus()
 -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 3, "edge", "200ms").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
+    let bed = support::Bed::start(3, "edge", "200ms").await?;
+    let scratch = bed.scratch();
+    let client = &bed.client;
+    let sim = &bed.sim;
+    let hub = &bed.hub;
+    let api = &bed.api;
 
     // The controller, served over gRPC on loopback (in this process), registers its schema.
-    gpu_placement::register_schema(&client, &hub.base_url).await?;
+    gpu_placement::register_schema(client, &hub.base_url).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let controller = gpu_placement::GpuPlacement::new(&hub.base_url, client.clone());
@@ -182,7 +175,7 @@ async fn gpu_placement_controller_keeps_the_app_off_clusters_without_free_gpus()
     .await?;
 
     // Three labelled clusters advertising 4, 1 and 8 free GPUs.
-    api.clusters(&sim, "prov", &["edge1", "edge2", "edge3"], Some("edge"))
+    api.clusters(sim, "prov", &["edge1", "edge2", "edge3"], Some("edge"))
         .await?;
     for (name, free) in [("edge1", "4"), ("edge2", "1"), ("edge3", "8")] {
         api.create(
@@ -324,15 +317,10 @@ impl emco_controller::v1::action_controller_server::ActionController for Stamp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_action_controller_changes_and_adds_objects_per_cluster() -> anyhow::Result<()>
 {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 2, "edge", "200ms").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
+    let bed = support::Bed::start(2, "edge", "200ms").await?;
+    let scratch = bed.scratch();
+    let sim = &bed.sim;
+    let api = &bed.api;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(
@@ -348,8 +336,7 @@ async fn an_external_action_controller_changes_and_adds_objects_per_cluster() ->
                 "spec": {"host": "127.0.0.1", "port": port, "type": "action", "priority": 1}}),
     )
     .await?;
-    api.clusters(&sim, "prov", &["edge1", "edge2"], None)
-        .await?;
+    api.clusters(sim, "prov", &["edge1", "edge2"], None).await?;
     api.project_with_admin_cloud("p", "prov", &["edge1", "edge2"])
         .await?;
     let base = api

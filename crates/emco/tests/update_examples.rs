@@ -133,17 +133,13 @@ async fn wait_run(api: &Api, group: &str, wanted: &str) -> anyhow::Result<Value>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_example_moves_collectd_to_cluster2_and_rollback_brings_it_back()
 -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 2, "cluster", "1s").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
+    let bed = support::Bed::start(2, "cluster", "1s").await?;
+    let scratch = bed.scratch();
+    let sim = &bed.sim;
+    let hub = &bed.hub;
+    let api = &bed.api;
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
-    let values = update_values(scratch, &sim)?;
+    let values = update_values(scratch, sim)?;
     let file = |name: &str| upstream_example(&format!("test-update/{name}"));
     let cluster1 = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
     let cluster2 = Kubectl::new(sim.kubeconfig("cluster2"), scratch);
@@ -157,7 +153,7 @@ async fn update_example_moves_collectd_to_cluster2_and_rollback_brings_it_back()
     ] {
         ctl.file("apply", &file(name), &values, &[])?;
     }
-    let status = wait_run(&api, UPDATE_GROUP, "Instantiated").await?;
+    let status = wait_run(api, UPDATE_GROUP, "Instantiated").await?;
     let first = status["states"]["statusctxid"]
         .as_str()
         .context("statusctxid")?
@@ -194,7 +190,7 @@ async fn update_example_moves_collectd_to_cluster2_and_rollback_brings_it_back()
         &[("cluster1", &nothing), ("cluster2", &collectd)],
     )
     .await?;
-    let status = wait_run(&api, UPDATE_GROUP, "Updated").await?;
+    let status = wait_run(api, UPDATE_GROUP, "Updated").await?;
     // Without the creation entry (upstream records one; this hub does not).
     let history: Vec<_> = actions(&status)
         .into_iter()
@@ -230,7 +226,7 @@ async fn update_example_moves_collectd_to_cluster2_and_rollback_brings_it_back()
         &[("cluster1", &collectd), ("cluster2", &nothing)],
     )
     .await?;
-    let status = wait_run(&api, UPDATE_GROUP, "Updated").await?;
+    let status = wait_run(api, UPDATE_GROUP, "Updated").await?;
     let history: Vec<_> = actions(&status)
         .into_iter()
         .filter(|(state, _, _)| state != "Created")
@@ -282,7 +278,7 @@ async fn update_example_moves_collectd_to_cluster2_and_rollback_brings_it_back()
         &[("cluster1", &nothing), ("cluster2", &nothing)],
     )
     .await?;
-    wait_run(&api, UPDATE_GROUP, "Terminated").await?;
+    wait_run(api, UPDATE_GROUP, "Terminated").await?;
     ctl.file("delete", &file("02-deployment-intent.yaml"), &values, &[])?;
     Ok(())
 }
@@ -350,27 +346,24 @@ async fn sim_writes(client: &reqwest::Client, sim: &Sim) -> anyhow::Result<u64> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deployment()
 -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 3, "edge", "200ms").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
-    api.clusters(&sim, "prov", &["edge1", "edge2", "edge3"], Some("edge"))
+    let bed = support::Bed::start(3, "edge", "200ms").await?;
+    let scratch = bed.scratch();
+    let client = &bed.client;
+    let sim = &bed.sim;
+    let hub = &bed.hub;
+    let api = &bed.api;
+    api.clusters(sim, "prov", &["edge1", "edge2", "edge3"], Some("edge"))
         .await?;
     api.project_with_admin_cloud("p", "prov", &["edge1", "edge2", "edge3"])
         .await?;
-    define_version(&api, "v1", "dig", "nginx:1.27").await?;
+    define_version(api, "v1", "dig", "nginx:1.27").await?;
     let group = format!("{PROJECT}/composite-apps/ca/v1/deployment-intent-groups/dig");
     api.accepted(&format!("{group}/approve")).await?;
     api.accepted(&format!("{group}/instantiate")).await?;
-    wait_run(&api, &group, "Instantiated").await?;
+    wait_run(api, &group, "Instantiated").await?;
 
     // A new chart for web: only its Deployment's image differs.
-    let writes_before = sim_writes(&client, &sim).await?;
+    let writes_before = sim_writes(client, sim).await?;
     let answer = client
         .put(format!(
             "{}{PROJECT}/composite-apps/ca/v1/apps/web",
@@ -408,7 +401,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
     };
     let revision: Value = accepted.json().await?;
     assert_eq!(revision, json!(2), "update answers the new revision");
-    let status = wait_run(&api, &group, "Updated").await?;
+    let status = wait_run(api, &group, "Updated").await?;
     let updates = if statuses.iter().all(|s| *s == StatusCode::ACCEPTED) {
         2
     } else {
@@ -421,7 +414,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
     );
     // One Deployment per cluster changed, so one write per cluster (a second, empty update
     // sends nothing).
-    let writes = sim_writes(&client, &sim).await? - writes_before;
+    let writes = sim_writes(client, sim).await? - writes_before;
     assert_eq!(writes, 3, "write requests the update sent to 3 clusters");
     let kubectl = Kubectl::new(sim.kubeconfig("edge2"), scratch);
     let deployments = kubectl.get_json(&["deployments", "-n", "default"])?;
@@ -440,7 +433,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
         .delete("/v2/cluster-providers/prov/clusters/edge3/labels/edge")
         .await?;
     ensure!(answer.status.is_success(), "label delete: {}", answer.body);
-    let writes_before = sim_writes(&client, &sim).await?;
+    let writes_before = sim_writes(client, sim).await?;
     let answer = api.action(&format!("{group}/update")).await?;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
     let edge3 = Kubectl::new(sim.kubeconfig("edge3"), scratch);
@@ -458,9 +451,9 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
         },
     )
     .await?;
-    wait_run(&api, &group, "Updated").await?;
+    wait_run(api, &group, "Updated").await?;
     assert_eq!(
-        sim_writes(&client, &sim).await? - writes_before,
+        sim_writes(client, sim).await? - writes_before,
         3,
         "three deletes on edge3, nothing elsewhere"
     );
@@ -489,7 +482,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
             ),
         ],
     )?;
-    define_version(&api, "v2", "dig2", "unused").await?;
+    define_version(api, "v2", "dig2", "unused").await?;
     let answer = client
         .put(format!(
             "{}{PROJECT}/composite-apps/ca/v2/apps/web",
@@ -537,7 +530,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
     api.post_json(&migrate, &body)
         .await?
         .expect(StatusCode::ACCEPTED, "migrate")?;
-    let target_status = wait_run(&api, &target, "Updated").await?;
+    let target_status = wait_run(api, &target, "Updated").await?;
     let source_status = api.status(&group, "status=deployed&output=summary").await?;
     assert_eq!(
         source_status["states"]["actions"]
@@ -569,7 +562,7 @@ async fn a_chart_update_sends_one_object_per_cluster_and_migrate_moves_the_deplo
     let answer = api.action(&format!("{group}/terminate")).await?;
     assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
     api.accepted(&format!("{target}/terminate")).await?;
-    wait_run(&api, &target, "Terminated").await?;
+    wait_run(api, &target, "Terminated").await?;
     let kubectl = Kubectl::new(sim.kubeconfig("edge1"), scratch);
     let left = kubectl.labelled("deployments,configmaps,services")?;
     ensure!(left.is_empty(), "left after terminate: {left:?}");
@@ -664,22 +657,18 @@ async fn wait_replicas(kubectl: &Kubectl, replicas: u64) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gac_example_customises_the_operator_then_updates_and_rolls_back() -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 1, "cluster", "1s").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
+    let bed = support::Bed::start(1, "cluster", "1s").await?;
+    let scratch = bed.scratch();
+    let sim = &bed.sim;
+    let hub = &bed.hub;
+    let api = &bed.api;
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
-    let values = gac_values(scratch, &sim)?;
+    let values = gac_values(scratch, sim)?;
     let file = |name: &str| upstream_example(&format!("test-gac/{name}"));
     let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
 
     apply_gac_example(&ctl, &values, "test-gac.yaml")?;
-    wait_run(&api, GAC_GROUP, "Instantiated").await?;
+    wait_run(api, GAC_GROUP, "Instantiated").await?;
 
     // What the README shows on the edge cluster.
     let netpol = kubectl_object(&kubectl, "networkpolicies", "netpol-db")?;
@@ -731,7 +720,7 @@ async fn gac_example_customises_the_operator_then_updates_and_rolls_back() -> an
     let out = ctl.file("apply", &file("update.yaml"), &values, &[])?;
     ensure!(out.stdout.contains("/update --> 202"), "{}", out.stdout);
     wait_replicas(&kubectl, 2).await?;
-    wait_run(&api, GAC_GROUP, "Updated").await?;
+    wait_run(api, GAC_GROUP, "Updated").await?;
     // Only the StatefulSet changed.
     let detail = api
         .status(GAC_GROUP, "status=deployed&output=detail&resource=etcd")
@@ -744,10 +733,10 @@ async fn gac_example_customises_the_operator_then_updates_and_rolls_back() -> an
     let out = ctl.file("apply", &file("rollback.yaml"), &values, &[])?;
     ensure!(out.stdout.contains("/rollback --> 202"), "{}", out.stdout);
     wait_replicas(&kubectl, 1).await?;
-    wait_run(&api, GAC_GROUP, "Updated").await?;
+    wait_run(api, GAC_GROUP, "Updated").await?;
 
     ctl.file("apply", &file("terminate.yaml"), &values, &[])?;
-    wait_run(&api, GAC_GROUP, "Terminated").await?;
+    wait_run(api, GAC_GROUP, "Terminated").await?;
     let left = kubectl.labelled("configmaps,secrets,networkpolicies,statefulsets")?;
     ensure!(left.is_empty(), "left after terminate: {left:?}");
     Ok(())
@@ -755,21 +744,17 @@ async fn gac_example_customises_the_operator_then_updates_and_rolls_back() -> an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gac_strategic_merge_example_merges_containers_and_host_aliases() -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 1, "cluster", "1s").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
+    let bed = support::Bed::start(1, "cluster", "1s").await?;
+    let scratch = bed.scratch();
+    let sim = &bed.sim;
+    let hub = &bed.hub;
+    let api = &bed.api;
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
-    let values = gac_values(scratch, &sim)?;
+    let values = gac_values(scratch, sim)?;
     let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
 
     apply_gac_example(&ctl, &values, "test-strategic-merge.yaml")?;
-    wait_run(&api, GAC_GROUP, "Instantiated").await?;
+    wait_run(api, GAC_GROUP, "Instantiated").await?;
 
     // The new Deployment has the patch's container beside its own (merged by name; new items
     // first, as `kubectl patch --local --type strategic` orders them).
@@ -807,21 +792,17 @@ async fn gac_strategic_merge_example_merges_containers_and_host_aliases() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gac_external_url_example_fills_patch_values_from_cluster_kv_pairs() -> anyhow::Result<()> {
-    let scratch = tempfile::tempdir()?;
-    let scratch = scratch.path();
-    let client = support::http_client()?;
-    let sim = Sim::start(scratch, 1, "cluster", "1s").await?;
-    let hub = support::start_hub(scratch, &client).await?;
-    let api = Api {
-        client: client.clone(),
-        base_url: hub.base_url.clone(),
-    };
+    let bed = support::Bed::start(1, "cluster", "1s").await?;
+    let scratch = bed.scratch();
+    let sim = &bed.sim;
+    let hub = &bed.hub;
+    let api = &bed.api;
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
-    let values = gac_values(scratch, &sim)?;
+    let values = gac_values(scratch, sim)?;
     let kubectl = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
 
     apply_gac_example(&ctl, &values, "test-gac-patch-with-external-url.yaml")?;
-    wait_run(&api, GAC_GROUP, "Instantiated").await?;
+    wait_run(api, GAC_GROUP, "Instantiated").await?;
     let istio = kubectl_object(&kubectl, "configmaps", "cm-istio")?;
     assert_eq!(
         istio["data"]["istioingressgatewayaddress"], "192.168.121.26",

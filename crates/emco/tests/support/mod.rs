@@ -757,3 +757,48 @@ impl Api {
         Ok(group)
     }
 }
+
+/// What most end-to-end tests start with: `emco sim` with `clusters` clusters named
+/// `{prefix}1…`, a hub, and clients of both, in a scratch directory removed at the end.
+pub struct Bed {
+    pub client: reqwest::Client,
+    pub sim: Sim,
+    pub hub: hub::Hub,
+    pub api: Api,
+    /// Last: removed after the processes above are gone.
+    scratch: tempfile::TempDir,
+}
+
+impl Bed {
+    pub async fn start(clusters: usize, prefix: &str, ready_after: &str) -> anyhow::Result<Bed> {
+        let scratch = tempfile::tempdir()?;
+        let client = http_client()?;
+        let sim = Sim::start(scratch.path(), clusters, prefix, ready_after).await?;
+        let hub = start_hub(scratch.path(), &client).await?;
+        let api = Api {
+            client: client.clone(),
+            base_url: hub.base_url.clone(),
+        };
+        Ok(Bed {
+            client,
+            sim,
+            hub,
+            api,
+            scratch,
+        })
+    }
+
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// The real `emcoctl`, configured for this hub.
+    pub fn emcoctl(&self) -> anyhow::Result<Emcoctl> {
+        Emcoctl::new(&self.hub.base_url, self.scratch())
+    }
+
+    /// `kubectl` against one simulated cluster.
+    pub fn kubectl(&self, cluster: &str) -> Kubectl {
+        Kubectl::new(self.sim.kubeconfig(cluster), self.scratch())
+    }
+}
