@@ -1806,9 +1806,51 @@ async fn update_with_kills(scenario: &mut Scenario) -> anyhow::Result<()> {
             );
         }
     }
+
+    // Rollback to revision 1, killed the same way: right after the 202, then mid-rollout.
+    post(
+        &scenario.client,
+        &scenario.hub.base,
+        &format!("{}/rollback", group_path()),
+        Body::Json(json!({"spec": {"revision": "1"}})),
+        StatusCode::ACCEPTED,
+    )
+    .await?;
+    scenario.hub.kill()?;
+    println!(
+        "[{}] killed the hub right after rollback returned",
+        scenario.name
+    );
+    scenario.restart().await?;
+    let (state, target) = scenario.lifecycle().await?;
+    ensure!(
+        state == "Instantiated" && target == first,
+        "rollback answered 202, yet after a restart the group's last action is {state} on {target}"
+    );
+    scenario
+        .kill_when("web is rolled back on some but not all clusters", |s| {
+            let updated = updated_webs(s);
+            updated > 0 && updated < CLUSTERS
+        })
+        .await?;
+    scenario.restart().await?;
+    scenario
+        .wait_status("status=ready&output=all", "rolled back and Ready", |s| {
+            s["deployedStatus"] == "Updated" && s["readyStatus"] == "Ready"
+        })
+        .await?;
+    let snapshot = scenario.observer.snapshot();
+    ensure!(
+        updated_webs(&snapshot) == 0,
+        "web is not rolled back everywhere: {}",
+        describe(&snapshot)
+    );
+    scenario.check_history(false)?;
+    check_finished_hooks_not_rerun(&finished, &snapshot)?;
     Ok(())
 }
 
+/// Update, then rollback, each killed right after its 202 and in the middle of its rollout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_survives_kills() -> anyhow::Result<()> {
     let mut scenario = Scenario::start("update").await?;
