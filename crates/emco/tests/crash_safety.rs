@@ -1731,6 +1731,42 @@ fn updated_webs(snapshot: &Snapshot) -> usize {
         .count()
 }
 
+/// Kills the hub right after `request` (an update or a rollback, already answered 202), checks
+/// the lifecycle after the restart with `check`, kills it again once web's image differs between
+/// clusters, and waits for Updated and Ready after the last restart.
+async fn converge_after_kills(
+    scenario: &mut Scenario,
+    request: &str,
+    check: impl Fn(&str, &str) -> bool,
+) -> anyhow::Result<Value> {
+    scenario.hub.kill()?;
+    println!(
+        "[{}] killed the hub right after {request} returned",
+        scenario.name
+    );
+    scenario.restart().await?;
+    let (state, context) = scenario.lifecycle().await?;
+    ensure!(
+        check(&state, &context),
+        "{request} answered 202, yet after a restart the group's last action is {state} on {context}"
+    );
+    scenario
+        .kill_when(
+            &format!("the {request} reached some but not all clusters"),
+            |s| {
+                let updated = updated_webs(s);
+                updated > 0 && updated < CLUSTERS
+            },
+        )
+        .await?;
+    scenario.restart().await?;
+    scenario
+        .wait_status("status=ready&output=all", "Updated and Ready", |s| {
+            s["deployedStatus"] == "Updated" && s["readyStatus"] == "Ready"
+        })
+        .await
+}
+
 async fn update_with_kills(scenario: &mut Scenario) -> anyhow::Result<()> {
     scenario.action("instantiate").await?;
     let first = scenario.converge_instantiated().await?;
@@ -1750,32 +1786,10 @@ async fn update_with_kills(scenario: &mut Scenario) -> anyhow::Result<()> {
     );
     // Right after the update request returned: the new revision and the work order are durable.
     scenario.action("update").await?;
-    scenario.hub.kill()?;
-    println!(
-        "[{}] killed the hub right after update returned",
-        scenario.name
-    );
-    scenario.restart().await?;
-    let (state, second) = scenario.lifecycle().await?;
-    ensure!(
-        state == "Instantiated" && second != first,
-        "update answered 202, yet after a restart the group's last action is {state} on {second}"
-    );
-
-    // Some clusters updated, others not.
-    scenario
-        .kill_when("web is updated on some but not all clusters", |s| {
-            let updated = updated_webs(s);
-            updated > 0 && updated < CLUSTERS
-        })
-        .await?;
-    scenario.restart().await?;
-
-    let status = scenario
-        .wait_status("status=ready&output=all", "Updated and Ready", |s| {
-            s["deployedStatus"] == "Updated" && s["readyStatus"] == "Ready"
-        })
-        .await?;
+    let status = converge_after_kills(scenario, "update", |state, context| {
+        state == "Instantiated" && context != first
+    })
+    .await?;
     ensure!(
         status["states"]["statusctxid"] == first.as_str(),
         "the status context moved: {}",
@@ -1816,29 +1830,10 @@ async fn update_with_kills(scenario: &mut Scenario) -> anyhow::Result<()> {
         StatusCode::ACCEPTED,
     )
     .await?;
-    scenario.hub.kill()?;
-    println!(
-        "[{}] killed the hub right after rollback returned",
-        scenario.name
-    );
-    scenario.restart().await?;
-    let (state, target) = scenario.lifecycle().await?;
-    ensure!(
-        state == "Instantiated" && target == first,
-        "rollback answered 202, yet after a restart the group's last action is {state} on {target}"
-    );
-    scenario
-        .kill_when("web is rolled back on some but not all clusters", |s| {
-            let updated = updated_webs(s);
-            updated > 0 && updated < CLUSTERS
-        })
-        .await?;
-    scenario.restart().await?;
-    scenario
-        .wait_status("status=ready&output=all", "rolled back and Ready", |s| {
-            s["deployedStatus"] == "Updated" && s["readyStatus"] == "Ready"
-        })
-        .await?;
+    converge_after_kills(scenario, "rollback", |state, context| {
+        state == "Instantiated" && context == first
+    })
+    .await?;
     let snapshot = scenario.observer.snapshot();
     ensure!(
         updated_webs(&snapshot) == 0,

@@ -79,38 +79,39 @@ struct Source {
     changes: HashMap<(String, ClusterId), ClusterChangeKind>,
 }
 
-/// Loads an update's source context and records; `Err` says why the update cannot run.
-async fn load_source(sync: &Synchronizer, from: &str, ctx: &str) -> Result<Source, String> {
-    if from == ctx {
-        return Err(format!("app context {ctx} cannot be updated to itself"));
+/// A stored context, retrying while the store is away; `Err` says why it cannot be used.
+async fn load_context_retrying(sync: &Synchronizer, id: &str) -> Result<Arc<AppContext>, String> {
+    loop {
+        match load_context(sync.store.as_ref(), &sync.contexts, id).await {
+            Ok(loaded) => return loaded,
+            Err(error) => {
+                warn!(ctx = id, %error, "reading the app context failed; retrying");
+                tokio::time::sleep(sync.config.store_retry).await;
+            }
+        }
     }
-    let context = loop {
-        match load_context(sync.store.as_ref(), &sync.contexts, from).await {
-            Ok(Ok(context)) => break context,
-            Ok(Err(reason)) => return Err(format!("the update's source: {reason}")),
-            Err(error) => {
-                warn!(ctx, from, %error, "reading the source context failed; retrying");
-                tokio::time::sleep(sync.config.store_retry).await;
-            }
-        }
-    };
-    let target = loop {
-        match load_context(sync.store.as_ref(), &sync.contexts, ctx).await {
-            Ok(Ok(context)) => break context,
-            Ok(Err(reason)) => return Err(reason),
-            Err(error) => {
-                warn!(ctx, %error, "reading the app context failed; retrying");
-                tokio::time::sleep(sync.config.store_retry).await;
-            }
-        }
-    };
+}
+
+/// Loads an update's source context and records against the (loaded) `target`; `Err` says
+/// why the update cannot run.
+async fn load_source(
+    sync: &Synchronizer,
+    from: &str,
+    target: &AppContext,
+) -> Result<Source, String> {
+    if from == target.id {
+        return Err(format!("app context {from} cannot be updated to itself"));
+    }
+    let context = load_context_retrying(sync, from)
+        .await
+        .map_err(|reason| format!("the update's source: {reason}"))?;
     let mut records = HashMap::new();
     for entry in list_retrying(sync, &records::app_cluster_prefix(from)).await {
         if let Ok(record) = serde_json::from_slice::<AppClusterRecord>(&entry.value) {
             records.insert(entry.key, record);
         }
     }
-    let changes = appcontext::diff(&context, &target)
+    let changes = appcontext::diff(&context, target)
         .into_iter()
         .map(|change| ((change.app, change.cluster), change.change))
         .collect();
@@ -513,49 +514,32 @@ async fn execute(
     flushing.spawn(flush_task);
     let already_final = records::is_finished(status.status);
 
-    let context = loop {
-        match load_context(sync.store.as_ref(), &sync.contexts, &ctx).await {
-            Ok(Ok(context)) => break context,
-            Ok(Err(reason)) => {
-                error!(ctx, %reason, "cannot run");
-                let record = StatusRecord {
-                    status: op.final_status(false),
-                    message: Some(reason),
-                    // Nothing was applied, so nothing is left to track.
-                    all_ready: true,
-                    updated_ms: records::now_ms(),
-                };
-                flusher
-                    .put(records::status_key(&ctx), records::to_bytes(&record))
-                    .await?;
-                return Ok(());
-            }
-            Err(error) => {
-                warn!(ctx, %error, "reading the app context failed; retrying");
-                tokio::time::sleep(config.store_retry).await;
-            }
-        }
-    };
-
-    // An update starts from what its source context deployed.
-    let source = match (op, &from) {
-        (OpKind::Update, Some(from)) => match load_source(sync, from, &ctx).await {
-            Ok(source) => Some(source),
-            Err(reason) => {
-                error!(ctx, %reason, "cannot update");
-                let record = StatusRecord {
-                    status: op.final_status(false),
-                    message: Some(reason),
-                    all_ready: true,
-                    updated_ms: records::now_ms(),
-                };
-                flusher
-                    .put(records::status_key(&ctx), records::to_bytes(&record))
-                    .await?;
-                return Ok(());
-            }
+    let loaded = match load_context_retrying(sync, &ctx).await {
+        Ok(context) => match (op, &from) {
+            // An update starts from what its source context deployed.
+            (OpKind::Update, Some(from)) => load_source(sync, from, &context)
+                .await
+                .map(|source| (context, Some(source))),
+            _ => Ok((context, None)),
         },
-        _ => None,
+        Err(reason) => Err(reason),
+    };
+    let (context, source) = match loaded {
+        Ok(loaded) => loaded,
+        Err(reason) => {
+            error!(ctx, %reason, "cannot run");
+            let record = StatusRecord {
+                status: op.final_status(false),
+                message: Some(reason),
+                // Nothing was applied, so nothing is left to track.
+                all_ready: true,
+                updated_ms: records::now_ms(),
+            };
+            flusher
+                .put(records::status_key(&ctx), records::to_bytes(&record))
+                .await?;
+            return Ok(());
+        }
     };
 
     let mut found: HashMap<String, AppClusterRecord> = HashMap::new();
