@@ -830,8 +830,8 @@ async fn execute(
     }
 
     let was_stopped = *stop.borrow();
-    let mut final_record = if already_final {
-        status
+    let (mut final_record, status_write) = if already_final {
+        (status, None)
     } else {
         let clean = !shared.failed.load(Ordering::SeqCst) && !was_stopped;
         let message = final_message(&shared, op, clean, was_stopped);
@@ -841,16 +841,14 @@ async fn execute(
             all_ready: false,
             updated_ms: records::now_ms(),
         };
-        flusher
-            .put(records::status_key(&ctx), records::to_bytes(&record))
-            .await?;
-        info!(ctx, status = ?record.status, "run finished");
-        record
+        (record.clone(), Some(record))
     };
-    if op != OpKind::Instantiate {
-        // Every app-cluster's record of this operation is durable: what is still left behind
-        // is recorded for the next operation, and an update's source records (its starting
-        // point) are no longer needed.
+    // Every app-cluster's record of this operation is durable. With the final status, in one
+    // transaction: what is still left behind, for the next operation, and the removal of an
+    // update's source records (its starting point).
+    let (source, left) = if op == OpKind::Instantiate {
+        (None, None)
+    } else {
         let mut left = shared
             .left_behind
             .lock()
@@ -858,8 +856,11 @@ async fn execute(
             .unwrap_or_default();
         left.sort();
         left.dedup();
-        let source = from.as_deref().filter(|_| op == OpKind::Update);
-        settle(sync, &ctx, op_rev, source, left).await?;
+        (from.as_deref().filter(|_| op == OpKind::Update), Some(left))
+    };
+    settle(sync, &ctx, op_rev, status_write.as_ref(), source, left).await?;
+    if status_write.is_some() {
+        info!(ctx, status = ?final_record.status, "run finished");
     }
     sync.run_finished(&ctx, op_rev);
 
@@ -885,16 +886,25 @@ async fn execute(
     Ok(())
 }
 
-/// Records what the run leaves behind (`rsync/left/{ctx}`, or nothing) and removes an update's
-/// source records, in a transaction that holds only while the run's operation is current.
+/// Ends a run durably, in one transaction that holds only while the run's operation is
+/// current: its final `status`, what it leaves behind (`rsync/left/{ctx}`, or nothing; `None`
+/// for an instantiate, which has no earlier revision) and the removal of an update's `source`
+/// records. A crash can come before or after, never in between.
 async fn settle(
     sync: &Synchronizer,
     ctx: &str,
     op_rev: u64,
+    status: Option<&StatusRecord>,
     source: Option<&str>,
-    left: Vec<records::LeftObject>,
+    left: Option<Vec<records::LeftObject>>,
 ) -> Result<(), SyncError> {
     let mut ops = Vec::new();
+    if let Some(status) = status {
+        ops.push(emco_store::Op::Put {
+            key: records::status_key(ctx),
+            value: records::to_bytes(status),
+        });
+    }
     if let Some(from) = source {
         ops.push(emco_store::Op::DeletePrefix {
             prefix: records::app_cluster_prefix(from),
@@ -906,20 +916,25 @@ async fn settle(
             key: records::left_key(from),
         });
     }
-    if left.is_empty() {
-        ops.push(emco_store::Op::Delete {
+    match left {
+        None => {}
+        Some(left) if left.is_empty() => ops.push(emco_store::Op::Delete {
             key: records::left_key(ctx),
-        });
-    } else {
-        warn!(
-            ctx,
-            objects = left.len(),
-            "objects of earlier revisions are left behind"
-        );
-        ops.push(emco_store::Op::Put {
-            key: records::left_key(ctx),
-            value: records::to_bytes(&records::LeftRecord { objects: left }),
-        });
+        }),
+        Some(left) => {
+            warn!(
+                ctx,
+                objects = left.len(),
+                "objects of earlier revisions are left behind"
+            );
+            ops.push(emco_store::Op::Put {
+                key: records::left_key(ctx),
+                value: records::to_bytes(&records::LeftRecord { objects: left }),
+            });
+        }
+    }
+    if ops.is_empty() {
+        return Ok(());
     }
     let txn = emco_store::Txn {
         compares: vec![emco_store::Compare::ModRevision(
@@ -933,7 +948,7 @@ async fn settle(
             Ok(outcome) if outcome.succeeded => return Ok(()),
             Ok(_) => return Err(SyncError::Superseded),
             Err(error) => {
-                warn!(ctx, %error, "recording what the run left behind failed; retrying");
+                warn!(ctx, %error, "writing the end of the run failed; retrying");
                 tokio::time::sleep(sync.config.store_retry).await;
             }
         }
