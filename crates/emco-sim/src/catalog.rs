@@ -239,6 +239,11 @@ pub fn builtin_by_kind(group: &str, kind: &str) -> Option<Arc<ResourceDef>> {
 }
 
 /// The built-in Namespace type.
+/// The built-in Node type.
+pub fn nodes() -> Arc<ResourceDef> {
+    builtin("", "v1", "nodes").unwrap_or_else(|| unreachable_builtin("nodes"))
+}
+
 pub fn namespaces() -> Arc<ResourceDef> {
     builtin("", "v1", "namespaces").unwrap_or_else(|| unreachable_builtin("namespaces"))
 }

@@ -20,6 +20,72 @@ use crate::meta;
 pub const BUILTIN_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// A small stable hash of a cluster's name, so its simulated addresses differ from other
+/// clusters' and stay the same across restarts (FNV-1a).
+pub fn name_hash(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The InternalIP of a cluster's node `index`: in 172.16.0.0/12, one /24 per cluster name.
+pub fn node_address(cluster: &str, index: u32) -> String {
+    let hash = name_hash(cluster);
+    format!(
+        "172.{}.{}.{}",
+        16 + (hash >> 8 & 0x0f),
+        hash & 0xff,
+        10 + index % 240
+    )
+}
+
+/// Node `index` of a simulated cluster, Ready, as a kubelet registers it: the first one is
+/// the control plane. Nodes are what service discovery reads a NodePort's address from.
+fn simulated_node(cluster: &str, index: u32, created: &str) -> Value {
+    let name = format!("{cluster}-node-{index}");
+    let mut labels = json!({
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+    });
+    if index == 0 {
+        labels["node-role.kubernetes.io/control-plane"] = json!("");
+    }
+    json!({
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": meta::new_uid(),
+            "creationTimestamp": created,
+            "labels": labels,
+        },
+        "spec": {"podCIDR": format!("10.244.{index}.0/24"), "podCIDRs": [format!("10.244.{index}.0/24")]},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": node_address(cluster, index)},
+                {"type": "Hostname", "address": name},
+            ],
+            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+            "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": created,
+                "lastTransitionTime": created,
+            }],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "v1.32.0",
+                "containerRuntimeVersion": "containerd://1.7.0",
+            },
+        },
+    })
+}
+
 /// Events a lagging watcher may fall behind before its watch is ended (it then re-lists).
 const WATCH_BUFFER: usize = 256;
 
@@ -103,6 +169,10 @@ pub struct ClusterState {
     watchers: Option<broadcast::Sender<Arc<WatchEvent>>>,
     /// Next ClusterIP to hand out (an offset into 10.96.0.0/12).
     pub next_service_ip: u32,
+    /// Next node port to hand out (an offset into 30000-32767).
+    pub next_node_port: u32,
+    /// Next load-balancer ingress address to hand out.
+    pub next_load_balancer_ip: u32,
     /// What the simulated controllers keep for this cluster (timer queue, CA).
     pub controllers: crate::controllers::ClusterControllers,
 }
@@ -123,6 +193,8 @@ impl Cluster {
                 compacted_through: 0,
                 watchers: None,
                 next_service_ip: 10,
+                next_node_port: 0,
+                next_load_balancer_ip: 0,
                 controllers: Default::default(),
             }),
             faults: FaultSlot::default(),
@@ -181,6 +253,11 @@ impl Cluster {
                 });
                 state.commit(&namespaces.store_key, &mut namespace);
             }
+            let nodes = catalog::nodes();
+            for index in 0..state.controllers.nodes() {
+                let mut node = simulated_node(&self.name, index, &created);
+                state.commit(&nodes.store_key, &mut node);
+            }
         }
         state
     }
@@ -209,6 +286,8 @@ impl Cluster {
                 compacted_through: resource_version,
                 watchers: None,
                 next_service_ip: 10,
+                next_node_port: 0,
+                next_load_balancer_ip: 0,
                 // The controllers (timer queue, CA) belong to the cluster, not its objects.
                 controllers: std::mem::take(&mut state.controllers),
             };
@@ -448,7 +527,20 @@ mod tests {
             names,
             vec!["default", "kube-node-lease", "kube-public", "kube-system"]
         );
-        assert_eq!(state.resource_version(), 4);
+        // And its one node, Ready, with an address of its own.
+        let nodes: Vec<Value> = state
+            .all(&catalog::nodes())
+            .map(|(_, stored)| serde_json::from_slice(&stored.json).unwrap())
+            .collect();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0]["metadata"]["name"], "edge-1-node-0");
+        assert_eq!(
+            nodes[0]["status"]["addresses"][0],
+            json!({"type": "InternalIP", "address": node_address("edge-1", 0)})
+        );
+        assert_eq!(nodes[0]["status"]["conditions"][0]["status"], "True");
+        assert_ne!(node_address("edge-1", 0), node_address("edge-2", 0));
+        assert_eq!(state.resource_version(), 5);
     }
 
     #[test]
@@ -462,15 +554,16 @@ mod tests {
                 &mut json!({"metadata": {"name": format!("cm-{index}"), "namespace": "default"}}),
             );
         }
-        // 4 namespaces + 3 configmaps: the first three events fell out of a history of 4.
-        assert_eq!(state.events_since(2).unwrap_err(), 3);
-        let replay = state.events_since(5).unwrap();
+        // 4 namespaces + 1 node + 3 configmaps: the first four events fell out of a history
+        // of 4.
+        assert_eq!(state.events_since(3).unwrap_err(), 4);
+        let replay = state.events_since(6).unwrap();
         assert_eq!(
             replay
                 .iter()
                 .map(|event| event.resource_version)
                 .collect::<Vec<_>>(),
-            vec![6, 7]
+            vec![7, 8]
         );
         assert!(
             replay

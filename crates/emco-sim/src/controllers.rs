@@ -51,11 +51,19 @@ impl ClusterControllers {
         self
     }
 
-    fn cluster_name(&self) -> String {
+    pub fn cluster_name(&self) -> String {
         self.cluster
             .upgrade()
             .map(|cluster| cluster.name().to_owned())
             .unwrap_or_default()
+    }
+
+    /// How many nodes the cluster has (one without a reactor).
+    pub fn nodes(&self) -> u32 {
+        self.reactor
+            .as_ref()
+            .map_or(1, |reactor| reactor.settings().nodes)
+            .max(1)
     }
 
     /// The cluster's CA, created on first use.
@@ -345,12 +353,52 @@ fn default_service(operation: Operation, object: &mut Value, state: &mut Cluster
         spec.insert("ipFamilyPolicy".into(), json!("SingleStack"));
         spec.insert("internalTrafficPolicy".into(), json!("Cluster"));
     }
-    if operation == Operation::Create
-        && let Some(status) = object_field(object, "status")
+    // NodePort and LoadBalancer services get a node port for every port that names none, from
+    // the default range, as the API server allocates them.
+    if matches!(service_type.as_str(), "NodePort" | "LoadBalancer")
+        && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut)
     {
-        status.insert("loadBalancer".into(), json!({}));
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            if port.get("nodePort").and_then(Value::as_i64).is_none() {
+                let allocated = NODE_PORT_FIRST + state.next_node_port % NODE_PORT_COUNT;
+                state.next_node_port += 1;
+                port.insert("nodePort".into(), json!(allocated));
+            }
+        }
+    }
+    let cluster_name = state.controllers.cluster_name();
+    if let Some(status) = object_field(object, "status") {
+        if service_type == "LoadBalancer" {
+            // A load-balancer controller (MetalLB, a cloud's) hands out one ingress address.
+            let has_ingress = status
+                .get("loadBalancer")
+                .and_then(|lb| lb.get("ingress"))
+                .and_then(Value::as_array)
+                .is_some_and(|ingress| !ingress.is_empty());
+            if !has_ingress {
+                let offset = state.next_load_balancer_ip;
+                state.next_load_balancer_ip += 1;
+                let hash = crate::cluster::name_hash(&cluster_name);
+                let address = format!(
+                    "198.{}.{}.{}",
+                    18 + (hash >> 8 & 1),
+                    hash & 0xff,
+                    10 + offset % 240
+                );
+                status.insert(
+                    "loadBalancer".into(),
+                    json!({"ingress": [{"ip": address, "ipMode": "VIP"}]}),
+                );
+            }
+        } else if operation == Operation::Create {
+            status.insert("loadBalancer".into(), json!({}));
+        }
     }
 }
+
+/// The API server's default node port range, 30000-32767.
+const NODE_PORT_FIRST: u32 = 30000;
+const NODE_PORT_COUNT: u32 = 2768;
 
 /// Called after every stored change (under the cluster's lock): queues workloads for their
 /// controllers (or, with no delay, brings them up at once) and signs approved CSRs.
@@ -433,6 +481,37 @@ mod tests {
         );
         assert_eq!(first["spec"]["type"], "ClusterIP");
         assert_eq!(second["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn node_port_and_load_balancer_services_get_ports_and_an_ingress_address() {
+        let cluster = Cluster::new("edge-1", 8);
+        let mut state = cluster.lock();
+        let services = catalog::builtin("", "v1", "services").unwrap();
+        let mut node_port = json!({"metadata": {"name": "np"}, "spec": {"type": "NodePort",
+            "ports": [{"port": 80}, {"port": 81, "nodePort": 30083}]}});
+        let mut balanced = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer",
+            "ports": [{"port": 443}]}});
+        admit(&services, Operation::Create, &mut node_port, &mut state);
+        admit(&services, Operation::Create, &mut balanced, &mut state);
+        assert_eq!(node_port["spec"]["ports"][0]["nodePort"], 30000);
+        assert_eq!(
+            node_port["spec"]["ports"][1]["nodePort"], 30083,
+            "kept as asked"
+        );
+        assert_eq!(node_port["status"]["loadBalancer"], json!({}));
+        assert_eq!(balanced["spec"]["ports"][0]["nodePort"], 30001);
+        let ingress = balanced["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(ingress.starts_with("198.1"), "{ingress}");
+        // An update keeps the address it was given.
+        admit(&services, Operation::Update, &mut balanced, &mut state);
+        assert_eq!(
+            balanced["status"]["loadBalancer"]["ingress"][0]["ip"],
+            ingress.as_str()
+        );
     }
 
     #[test]

@@ -91,7 +91,7 @@ async fn clusters_are_listed_added_and_removed() {
         .http("GET", &format!("{base}/sim/clusters/edge-99"), "", None)
         .await;
     assert_eq!(code, 200);
-    assert_eq!(shown["objects"], 4);
+    assert_eq!(shown["objects"], 5, "4 namespaces and a node");
     let (_, untouched) = harness
         .http("GET", &format!("{base}/sim/clusters/edge-2"), "", None)
         .await;
