@@ -468,6 +468,22 @@ impl AppContextApp {
     }
 }
 
+/// Service discovery across clusters (the traffic controller's `sds`): once the `server` app
+/// is ready on all its clusters, its Service `service` (NodePort or LoadBalancer) is looked up
+/// there, and every cluster of each client app that does not run the server itself gets a
+/// selector-less Service of the same name in `namespace` with Endpoints at the server's node
+/// or load-balancer address, so clients reach the server by name. The objects depend on what
+/// the clusters report, so they are not part of the immutable context: the synchronizer
+/// derives and records them (`emco-rsync`'s `discovery`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDiscovery {
+    pub server: String,
+    pub service: String,
+    pub namespace: String,
+    pub clients: Vec<String>,
+}
+
 /// An immutable revision of a deployment intent group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -478,6 +494,9 @@ pub struct AppContext {
     pub created_at: String,
     /// In the order the composite app lists them (see [`AppContext::deploy_order`] for waves).
     pub apps: Vec<AppContextApp>,
+    /// Services to make reachable from other clusters once their server is ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discoveries: Vec<ServiceDiscovery>,
 }
 
 impl AppContext {
@@ -520,6 +539,16 @@ impl AppContext {
                     });
                 }
                 check_unique_identities(&app.name, &variant.objects)?;
+            }
+        }
+        for discovery in &self.discoveries {
+            for app in std::iter::once(&discovery.server).chain(&discovery.clients) {
+                if !names.contains(app.as_str()) {
+                    return Err(AppContextError::UnknownDiscoveryApp {
+                        service: discovery.service.clone(),
+                        app: app.clone(),
+                    });
+                }
             }
         }
         self.deploy_order().map(|_| ())
@@ -641,6 +670,8 @@ pub enum AppContextError {
     },
     #[error("invalid app-dependency spec: {reason}")]
     InvalidDependencySpec { reason: String },
+    #[error("service discovery of {service:?} names app {app:?}, which the context does not have")]
+    UnknownDiscoveryApp { service: String, app: String },
 }
 
 /// Per-cluster customisation (action controllers, later generic action controller intents).
@@ -741,6 +772,7 @@ pub struct AppContextBuilder<'m> {
     created_at: String,
     id: Option<String>,
     apps: Vec<AppInput>,
+    discoveries: Vec<ServiceDiscovery>,
     modifier: Option<&'m dyn ClusterModifier>,
 }
 
@@ -753,6 +785,7 @@ impl<'m> AppContextBuilder<'m> {
             created_at: created_at.to_owned(),
             id: None,
             apps: Vec::new(),
+            discoveries: Vec::new(),
             modifier: None,
         }
     }
@@ -765,6 +798,11 @@ impl<'m> AppContextBuilder<'m> {
 
     pub fn app(mut self, app: AppInput) -> Self {
         self.apps.push(app);
+        self
+    }
+
+    pub fn discovery(mut self, discovery: ServiceDiscovery) -> Self {
+        self.discoveries.push(discovery);
         self
     }
 
@@ -789,6 +827,7 @@ impl<'m> AppContextBuilder<'m> {
             revision: self.revision,
             created_at: self.created_at,
             apps,
+            discoveries: self.discoveries,
         };
         context.validate()?;
         Ok(context)

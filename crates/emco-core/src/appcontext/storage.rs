@@ -8,7 +8,8 @@
 //!   `{"variant", "anyOfGroup"?, "clusters": ["provider+cluster", ...]}` (chunks numbered from
 //!   `000000`), so no value grows with the fleet beyond a few tens of kilobytes (etcd's default
 //!   request limit is 1.5 MiB);
-//! - `meta`: id, group, revision, creation time and the app names in order.
+//! - `meta`: id, group, revision, creation time, the app names in order and the service
+//!   discoveries, if any.
 //!
 //! Crash safety: [`encode`] returns `meta` last. Writers put everything else first (in one or
 //! several transactions) and `meta` last; a context whose `meta` is missing is incomplete, never
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppContext, AppContextApp, AppContextError, ClusterAssignment, ClusterId, Dependency, DigRef,
-    Variant, VariantId,
+    ServiceDiscovery, Variant, VariantId,
 };
 
 /// How many clusters one `clusters/{chunk}` value holds.
@@ -70,6 +71,8 @@ struct ContextMeta {
     revision: u64,
     created_at: String,
     apps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    discoveries: Vec<ServiceDiscovery>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -152,6 +155,7 @@ pub fn encode(context: &AppContext) -> Result<Vec<(String, Vec<u8>)>, StorageErr
         revision: context.revision,
         created_at: context.created_at.clone(),
         apps: context.apps.iter().map(|app| app.name.clone()).collect(),
+        discoveries: context.discoveries.clone(),
     };
     let key = meta_key(id);
     pairs.push((key.clone(), to_json(id, &key, &meta)?));
@@ -276,6 +280,7 @@ pub fn load(
         revision: meta.revision,
         created_at: meta.created_at,
         apps: context_apps,
+        discoveries: meta.discoveries,
     };
     context.validate().map_err(|source| StorageError::Invalid {
         id: id.to_owned(),

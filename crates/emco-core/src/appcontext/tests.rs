@@ -460,6 +460,42 @@ fn api_version_change_within_a_group_is_an_update_not_a_replace() {
 }
 
 #[test]
+fn service_discoveries_are_kept_and_must_name_the_contexts_apps() {
+    let discovery = |server: &str, client: &str| ServiceDiscovery {
+        server: server.into(),
+        service: "http-service".into(),
+        namespace: "default".into(),
+        clients: vec![client.into()],
+    };
+    let context = AppContextBuilder::new(dig(), 1, CREATED)
+        .app(app("server", 2, &[]))
+        .app(app("client", 2, &[]))
+        .discovery(discovery("server", "client"))
+        .build()
+        .unwrap();
+    let loaded = load(&context.id, encode(&context).unwrap()).unwrap();
+    assert_eq!(loaded.discoveries, vec![discovery("server", "client")]);
+
+    let unknown = AppContextBuilder::new(dig(), 1, CREATED)
+        .app(app("server", 2, &[]))
+        .discovery(discovery("server", "nowhere"))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "service discovery of \"http-service\" names app \"nowhere\", which the context does not have"
+    );
+    // A context without discoveries stores the meta it always did.
+    let plain = AppContextBuilder::new(dig(), 1, CREATED)
+        .app(app("server", 2, &[]))
+        .build()
+        .unwrap();
+    let pairs = encode(&plain).unwrap();
+    let meta = String::from_utf8(pairs.last().unwrap().1.clone()).unwrap();
+    assert!(!meta.contains("discoveries"), "{meta}");
+}
+
+#[test]
 fn encode_then_load_round_trips_with_meta_last() {
     let touched = |_: &str, cluster: &ClusterId, objects: &[ContextObject]| {
         Ok((cluster.cluster == "c01500").then(|| objects[..1].to_vec()))
