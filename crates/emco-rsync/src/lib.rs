@@ -3,6 +3,7 @@
 //! and terminate on all its clusters, durably and resumably.
 
 pub mod cluster;
+pub mod discovery;
 pub mod engine;
 pub mod readiness;
 

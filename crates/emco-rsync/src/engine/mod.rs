@@ -35,6 +35,7 @@
 //! would stop): the run ends `TerminateFailed` naming the hook.
 
 mod connector;
+mod discover;
 mod flush;
 mod link;
 mod live;
@@ -297,6 +298,9 @@ impl Synchronizer {
             },
             Op::Delete {
                 key: records::left_key(context_id),
+            },
+            Op::Delete {
+                key: records::discovered_key(context_id),
             },
             Op::DeletePrefix {
                 prefix: records::app_cluster_prefix(context_id),
@@ -849,6 +853,6 @@ mod tests {
         let record: StatusRecord = serde_json::from_slice(value)
             .unwrap_or_else(|_| status(AppContextStatus::Created, false));
         assert_eq!(record.status, AppContextStatus::Terminating);
-        assert_eq!(Synchronizer::forget_ops("ctx").len(), 6);
+        assert_eq!(Synchronizer::forget_ops("ctx").len(), 7);
     }
 }

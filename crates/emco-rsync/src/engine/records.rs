@@ -9,6 +9,8 @@
 //! | `rsync/cl/{ctx}/{provider+cluster}` | [`ClusterRecord`]: connectivity, written only when it flips between `Available` and `Retrying` | the cluster's worker |
 //! | `rsync/left/{ctx}` | [`LeftRecord`]: objects of earlier revisions an update of `ctx` (or a terminate) could not remove (stopped, failed): the next update from `ctx`, or its terminate, removes them | the run, when it ends |
 //!
+//! | `rsync/discovered/{ctx}` | [`LeftRecord`]: the Services and Endpoints service discovery gave client clusters (every object whose apply may have begun); an update moves it to its target context, a terminate removes them | the run's discovery step; an update's end |
+//!
 //! The removal of such objects is recorded as app `~left` (not a valid app name) of the context
 //! that removes them: `rsync/ac/{ctx}/~left/{cluster}`.
 //!
@@ -58,6 +60,15 @@ pub fn app_cluster_key(ctx: &str, app: &str, cluster: &ClusterId) -> String {
 pub fn left_key(ctx: &str) -> String {
     format!("rsync/left/{ctx}")
 }
+
+/// Objects service discovery put on client clusters (see the layout above).
+pub fn discovered_key(ctx: &str) -> String {
+    format!("rsync/discovered/{ctx}")
+}
+
+/// The app name of service discovery's objects in their `emco/deployment-id` label, as
+/// upstream names the composite app of its discovery contexts.
+pub const DISCOVERY_APP: &str = "service-discovery";
 
 /// The app name under which a run records the removal of objects left behind.
 pub const LEFT_APP: &str = "~left";

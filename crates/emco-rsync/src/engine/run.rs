@@ -639,7 +639,17 @@ async fn execute(
         OpKind::Instantiate => None,
     };
     if let Some(left_from) = left_from {
-        let left = read_left(sync, left_from).await;
+        let mut left = read_objects(sync, &records::left_key(left_from)).await;
+        if op == OpKind::Terminate {
+            // What service discovery gave client clusters goes with the context.
+            left.objects.extend(
+                read_objects(sync, &records::discovered_key(&ctx))
+                    .await
+                    .objects,
+            );
+            left.objects.sort();
+            left.objects.dedup();
+        }
         if !left.objects.is_empty() {
             let app_index = apps.len();
             apps.push(AppRun::new(
@@ -846,6 +856,25 @@ async fn execute(
     // Every app-cluster's record of this operation is durable. With the final status, in one
     // transaction: what is still left behind, for the next operation, and the removal of an
     // update's source records (its starting point).
+    // An update takes over what its source discovered (its discovery step then keeps, moves or
+    // deletes it); a terminate removed it with the rest.
+    let discovered = match (op, from.as_deref()) {
+        (OpKind::Update, Some(from)) => {
+            let mut objects = read_objects(sync, &records::discovered_key(&ctx))
+                .await
+                .objects;
+            objects.extend(
+                read_objects(sync, &records::discovered_key(from))
+                    .await
+                    .objects,
+            );
+            objects.sort();
+            objects.dedup();
+            Some(objects)
+        }
+        (OpKind::Terminate, _) => Some(Vec::new()),
+        _ => None,
+    };
     let (source, left) = if op == OpKind::Instantiate {
         (None, None)
     } else {
@@ -858,20 +887,63 @@ async fn execute(
         left.dedup();
         (from.as_deref().filter(|_| op == OpKind::Update), Some(left))
     };
-    settle(sync, &ctx, op_rev, status_write.as_ref(), source, left).await?;
+    settle(
+        sync,
+        &ctx,
+        op_rev,
+        status_write.as_ref(),
+        source,
+        left,
+        discovered,
+    )
+    .await?;
     if status_write.is_some() {
         info!(ctx, status = ?final_record.status, "run finished");
     }
     sync.run_finished(&ctx, op_rev);
 
-    // Readiness tracking goes on in the workers until everything applied is ready.
-    loop {
+    // Readiness tracking goes on in the workers until everything applied is ready; service
+    // discovery waits for its servers to be ready, then gives their clients the way to them.
+    let discovery = super::discover::DiscoveryStep {
+        sync: sync.clone(),
+        ctx: ctx.clone(),
+        label: label.clone(),
+        context: context.clone(),
+        shared: shared.clone(),
+        flusher: flusher.clone(),
+        stop: stop.clone(),
+    };
+    let discovering = op != OpKind::Terminate && !was_stopped;
+    let mut discovery = std::pin::pin!(async move {
+        if discovering {
+            discovery.run().await
+        } else {
+            Ok(Vec::new())
+        }
+    });
+    let (mut tracking, mut discovered) = (true, false);
+    let mut problems = Vec::new();
+    while tracking || !discovered {
         tokio::select! {
-            joined = tasks.join_next() => if joined.is_none() { break },
+            joined = tasks.join_next(), if tracking => if joined.is_none() { tracking = false },
+            outcome = &mut discovery, if !discovered => {
+                discovered = true;
+                problems = outcome?;
+            }
             () = superseded_signal(&mut superseded) => return Err(SyncError::Superseded),
         }
     }
     if op != OpKind::Terminate && !*stop.borrow() && !final_record.all_ready {
+        if !problems.is_empty() {
+            let mut message = final_record.message.take().unwrap_or_default();
+            for problem in problems {
+                if !message.is_empty() {
+                    message.push_str("; ");
+                }
+                message.push_str(&problem);
+            }
+            final_record.message = Some(message);
+        }
         final_record.all_ready = true;
         final_record.updated_ms = records::now_ms();
         flusher
@@ -897,8 +969,19 @@ async fn settle(
     status: Option<&StatusRecord>,
     source: Option<&str>,
     left: Option<Vec<records::LeftObject>>,
+    discovered: Option<Vec<records::LeftObject>>,
 ) -> Result<(), SyncError> {
     let mut ops = Vec::new();
+    match discovered {
+        None => {}
+        Some(objects) if objects.is_empty() => ops.push(emco_store::Op::Delete {
+            key: records::discovered_key(ctx),
+        }),
+        Some(objects) => ops.push(emco_store::Op::Put {
+            key: records::discovered_key(ctx),
+            value: records::to_bytes(&records::LeftRecord { objects }),
+        }),
+    }
     if let Some(status) = status {
         ops.push(emco_store::Op::Put {
             key: records::status_key(ctx),
@@ -914,6 +997,9 @@ async fn settle(
         });
         ops.push(emco_store::Op::Delete {
             key: records::left_key(from),
+        });
+        ops.push(emco_store::Op::Delete {
+            key: records::discovered_key(from),
         });
     }
     match left {
@@ -956,10 +1042,10 @@ async fn settle(
 }
 
 /// The objects earlier revisions left behind for `ctx` (none when unreadable).
-async fn read_left(sync: &Synchronizer, ctx: &str) -> records::LeftRecord {
-    let key = records::left_key(ctx);
+/// The objects recorded at `key` (`rsync/left/…`, `rsync/discovered/…`); none when unreadable.
+pub(super) async fn read_objects(sync: &Synchronizer, key: &str) -> records::LeftRecord {
     loop {
-        match sync.store.get(&key).await {
+        match sync.store.get(key).await {
             Ok(Some(entry)) => {
                 return serde_json::from_slice(&entry.value).unwrap_or_else(|error| {
                     warn!(key, %error, "ignoring an unreadable record");
@@ -1068,7 +1154,7 @@ async fn gate(
     }
 }
 
-async fn wait_dependency(
+pub(super) async fn wait_dependency(
     shared: &RunShared,
     dependency: usize,
     op_status: OpStatus,
