@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use emco_core::appcontext::{ClusterId, ContextObject};
+use emco_core::appcontext::{ClusterId, ContextObject, ServiceDiscovery};
 use emco_core::placement::Placement;
 
 use crate::gather::{GroupInputs, NamedController};
@@ -46,6 +46,13 @@ pub trait Customiser: Send + Sync {
         cluster: &ClusterId,
         objects: &[ContextObject],
     ) -> Result<Option<Vec<ContextObject>>, String>;
+
+    /// Services the revision makes reachable from other clusters once deployed (what depends
+    /// on the clusters' answers is the synchronizer's to derive; see
+    /// [`emco_core::appcontext::ServiceDiscovery`]).
+    fn discoveries(&self) -> Vec<ServiceDiscovery> {
+        Vec::new()
+    }
 }
 
 /// Controller implementations by registered name.

@@ -9,17 +9,24 @@
 //!   exactly the declared clients: their pods (`appLabel`; in each of their `namespaces` when
 //!   given) and, with the server's `externalSupport`, their `cidrs`.
 //!
+//! - `sds`: service discovery. For each inbound intent naming its server app and Service, and
+//!   each client naming its app, the revision carries a
+//!   [`ServiceDiscovery`](emco_core::appcontext::ServiceDiscovery): once the server is ready,
+//!   the synchronizer gives each client cluster that does not run the server a Service of that
+//!   name with Endpoints at the server's node port or load balancer (upstream's sds does the
+//!   same in a child context after rsync's ready notification).
+//!
 //! Differences from upstream, on purpose: upstream also admits `0.0.0.0/0` whenever
 //! `externalSupport` is off (so every source gets in) and writes the port and the protocol as
 //! two separate port entries; here only the declared clients get in, on the declared port and
-//! protocol. Sub-controllers registered but not run here (`sds`, `its`, ...) are skipped with a
+//! protocol. Sub-controllers registered but not run here (`its`, ...) are skipped with a
 //! warning.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use emco_core::appcontext::{ClusterId, ContextObject};
+use emco_core::appcontext::{ClusterId, ContextObject, ServiceDiscovery};
 use emco_core::key::ResourceKey;
 use emco_store::repository::{RepoError, Repository};
 use serde_json::{Value, json};
@@ -108,6 +115,11 @@ impl ActionController for DtcController {
                         .await
                         .map_err(|e| format!("nps: {e}"))?,
                 )),
+                "sds" => steps.push(Box::new(
+                    service_discoveries(&self.repo, group, intent)
+                        .await
+                        .map_err(|e| format!("sds: {e}"))?,
+                )),
                 other => tracing::warn!(
                     subcontroller = other,
                     group = %group.key,
@@ -138,14 +150,18 @@ impl Customiser for Chain {
         }
         Ok(current)
     }
+
+    fn discoveries(&self) -> Vec<ServiceDiscovery> {
+        self.0.iter().flat_map(|step| step.discoveries()).collect()
+    }
 }
 
-/// Reads the traffic group intent `intent` and builds its NetworkPolicies.
-async fn network_policies(
+/// The inbound intents of traffic group intent `intent`, each with its clients.
+async fn inbound_intents(
     repo: &Repository,
     group: &GroupInputs,
     intent: &str,
-) -> Result<NetworkPolicies, String> {
+) -> Result<Vec<(Value, Vec<Value>)>, String> {
     let mut elements = group.key.elements.clone();
     elements.push(("trafficGroupIntent".to_owned(), intent.to_owned()));
     let intent_key = ResourceKey::new("trafficGroupIntent", elements);
@@ -156,7 +172,7 @@ async fn network_policies(
         }
         Err(other) => return Err(other.to_string()),
     }
-    let mut policies = Vec::new();
+    let mut inbound = Vec::new();
     for server in repo
         .list("inboundServerIntent", &parent(&intent_key))
         .await
@@ -166,8 +182,104 @@ async fn network_policies(
             .list("inboundClientsIntent", &parent(&server.key))
             .await
             .map_err(|e| e.to_string())?;
-        let clients: Vec<Value> = clients.into_iter().map(|stored| stored.data).collect();
-        if let Some(policy) = inbound_policy(intent, &server.data, &clients)? {
+        inbound.push((
+            server.data,
+            clients.into_iter().map(|stored| stored.data).collect(),
+        ));
+    }
+    Ok(inbound)
+}
+
+/// The `sds` sub-controller's work: the revision's service discoveries (see the module
+/// documentation). It changes no object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceDiscoveries(Vec<ServiceDiscovery>);
+
+impl Customiser for ServiceDiscoveries {
+    fn customise(
+        &self,
+        _: &str,
+        _: &ClusterId,
+        _: &[ContextObject],
+    ) -> Result<Option<Vec<ContextObject>>, String> {
+        Ok(None)
+    }
+
+    fn discoveries(&self) -> Vec<ServiceDiscovery> {
+        self.0.clone()
+    }
+}
+
+async fn service_discoveries(
+    repo: &Repository,
+    group: &GroupInputs,
+    intent: &str,
+) -> Result<ServiceDiscoveries, String> {
+    let apps: BTreeSet<&str> = group.apps.iter().map(|app| app.name.as_str()).collect();
+    let mut discoveries = Vec::new();
+    for (server, clients) in inbound_intents(repo, group, intent).await? {
+        if let Some(discovery) = service_discovery(&group.namespace, &server, &clients, &apps)? {
+            discoveries.push(discovery);
+        }
+    }
+    Ok(ServiceDiscoveries(discoveries))
+}
+
+/// One inbound intent's discovery: `None` when it names no Service, no server app or no
+/// client app (as upstream, which skips such intents).
+fn service_discovery(
+    namespace: &str,
+    server: &Value,
+    clients: &[Value],
+    apps: &BTreeSet<&str>,
+) -> Result<Option<ServiceDiscovery>, String> {
+    let owner = format!("inbound intent {:?}", text(server, "/metadata/name"));
+    let (server_app, service) = (text(server, "/spec/app"), text(server, "/spec/serviceName"));
+    if server_app.is_empty() || service.is_empty() {
+        return Ok(None);
+    }
+    let known = |field: &str, owner: &str, app: &str| {
+        if apps.contains(app) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{owner}: {field} {app:?} is not an app of the composite app"
+            ))
+        }
+    };
+    known("spec.app", &owner, server_app)?;
+    let mut client_apps = Vec::new();
+    for client in clients {
+        let app = text(client, "/spec/app");
+        if app.is_empty() {
+            continue;
+        }
+        let client_owner = format!("client {:?} of {owner}", text(client, "/metadata/name"));
+        known("spec.app", &client_owner, app)?;
+        if !client_apps.iter().any(|known: &String| known == app) {
+            client_apps.push(app.to_owned());
+        }
+    }
+    if client_apps.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ServiceDiscovery {
+        server: server_app.to_owned(),
+        service: service.to_owned(),
+        namespace: namespace.to_owned(),
+        clients: client_apps,
+    }))
+}
+
+/// Reads the traffic group intent `intent` and builds its NetworkPolicies.
+async fn network_policies(
+    repo: &Repository,
+    group: &GroupInputs,
+    intent: &str,
+) -> Result<NetworkPolicies, String> {
+    let mut policies = Vec::new();
+    for (server, clients) in inbound_intents(repo, group, intent).await? {
+        if let Some(policy) = inbound_policy(intent, &server, &clients)? {
             policies.push(policy);
         }
     }
@@ -353,6 +465,42 @@ mod tests {
         let error = inbound_policy("t", &bad, &[client(json!([]))]).unwrap_err();
         assert!(
             error.contains("serverin") && error.contains("appLabel"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn each_inbound_intent_with_a_service_and_client_apps_is_one_discovery() {
+        let apps: BTreeSet<&str> = ["http-server", "http-client", "other"].into();
+        let discovery = service_discovery("ns1", &server(false), &[client(json!([]))], &apps)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            discovery,
+            ServiceDiscovery {
+                server: "http-server".into(),
+                service: "http-service".into(),
+                namespace: "ns1".into(),
+                clients: vec!["http-client".into()],
+            }
+        );
+        // No clients, or no service name: nothing to discover (as upstream).
+        assert_eq!(
+            service_discovery("ns1", &server(false), &[], &apps).unwrap(),
+            None
+        );
+        let mut nameless = server(false);
+        nameless["spec"]["serviceName"] = json!("");
+        assert_eq!(
+            service_discovery("ns1", &nameless, &[client(json!([]))], &apps).unwrap(),
+            None
+        );
+        // A client app the composite app lacks is named.
+        let mut stranger = client(json!([]));
+        stranger["spec"]["app"] = json!("elsewhere");
+        let error = service_discovery("ns1", &server(false), &[stranger], &apps).unwrap_err();
+        assert!(
+            error.contains("client1") && error.contains("elsewhere") && error.contains("spec.app"),
             "{error}"
         );
     }

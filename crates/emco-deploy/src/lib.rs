@@ -291,6 +291,7 @@ impl Deployer {
         // in-hub one reads its intent once, then customises per app and cluster; an external one
         // gets every app-cluster in one call. The results feed the builder's modifier.
         let mut customised: HashMap<(String, ClusterId), Vec<ContextObject>> = HashMap::new();
+        let mut discoveries = Vec::new();
         let pairs: Vec<(usize, ClusterId)> = inputs
             .apps
             .iter()
@@ -316,6 +317,7 @@ impl Deployer {
                                     named.name, named.intent
                                 ))
                             })?;
+                    discoveries.extend(customiser.discoveries());
                     for (index, id) in &pairs {
                         let app = &inputs.apps[*index].name;
                         let key = (app.clone(), id.clone());
@@ -376,6 +378,9 @@ impl Deployer {
                 None => AppInput::new(&app.name, clusters, objects),
             };
             builder = builder.app(input.with_dependencies(app.dependencies.clone()));
+        }
+        for discovery in discoveries {
+            builder = builder.discovery(discovery);
         }
         if !customised.is_empty() {
             builder = builder.modifier(&modifier);

@@ -2,6 +2,9 @@
 //! - upstream's `examples/dtc/network_policy` unchanged through the real `emcoctl`, the real hub
 //!   and two simulated clusters; `kubectl` shows the NetworkPolicy the traffic controller's
 //!   `nps` sub-controller generated;
+//! - upstream's `examples/dtc/service_discovery` (logical cloud level 0; the private-cluster
+//!   NodePort and the public-cluster LoadBalancer scenarios): `sds` gives the client's cluster
+//!   the server's Service, and kubectl shows it pointing at the server's cluster;
 //! - `examples/gpu-placement`, an external placement controller the hub calls over gRPC,
 //!   registered through `/v2/controllers` with its own schema and resources;
 //! - an external action controller (served by the test) changing and adding objects per cluster.
@@ -145,6 +148,201 @@ async fn network_policy_example_admits_the_declared_client_on_the_servers_cluste
     )
     .await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service discovery: examples/dtc/service_discovery
+// ---------------------------------------------------------------------------------------------
+
+/// The working directory `apply.sh` would leave: `values.yaml` (what `setup.sh create` writes,
+/// with the simulator's kubeconfigs) and `output/` with the charts and the service discovery
+/// profiles of the private (NodePort) or public (LoadBalancer) scenario.
+fn service_discovery_workdir(scratch: &Path, sim: &Sim, public: bool) -> anyhow::Result<PathBuf> {
+    let workdir = scratch.join("sds");
+    let output = workdir.join("output");
+    std::fs::create_dir_all(&output)?;
+    for chart in ["http-server.tgz", "http-client.tgz"] {
+        std::os::unix::fs::symlink(generated(&format!("tarballs/{chart}")), output.join(chart))?;
+    }
+    let scenario = if public {
+        "public_cluster"
+    } else {
+        "private_cluster"
+    };
+    for app in ["http-server", "http-client"] {
+        let profile = upstream_example(&format!(
+            "helm_charts/{app}/profile/service_discovery_overrides/{scenario}/{app}-profile"
+        ));
+        let archive = output.join(format!("{app}-profile.tar.gz"));
+        let status = std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&profile)
+            .arg(".")
+            .status()?;
+        ensure!(status.success(), "tar of {}", profile.display());
+    }
+    let values = format!(
+        "KubeConfig1: {}\nKubeConfig2: {}\nProjectName: proj1\nCompositeApp: collection-composite-app\n\
+         DeploymentIntentGroup: collection-deployment-intent-group\nHostIP: 192.0.2.10\n\
+         RsyncPort: 30431\nDtcPort: 30448\nNpsPort: 30438\nSdsPort: 30439\n\
+         HttpServerImageRepository: registry.example.com/my-custom-httptest-server\n\
+         HttpClientImageRepository: registry.example.com/my-custom-httptest-client\n\
+         PublicCluster2: {public}\nLogicalCloud: default\n",
+        sim.kubeconfig("cluster1").display(),
+        sim.kubeconfig("cluster2").display(),
+    );
+    std::fs::write(workdir.join("values.yaml"), values)?;
+    Ok(workdir)
+}
+
+/// `apply.sh` for logical cloud level 0, then the checks of upstream's README: the client's
+/// cluster has the server's Service by name, pointing where the server's cluster exposes it.
+async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
+    let bed = support::Bed::start(2, "cluster", "1s").await?;
+    let scratch = bed.scratch();
+    let (sim, hub, api) = (&bed.sim, &bed.hub, &bed.api);
+    let ctl = Emcoctl::new(&hub.base_url, scratch)?;
+    let workdir = service_discovery_workdir(scratch, sim, public)?;
+    let values = workdir.join("values.yaml");
+    let file = |name: &str| upstream_example(&format!("dtc/service_discovery/{name}"));
+    for name in [
+        "controllers.yaml",
+        "projects.yaml",
+        "clusters.yaml",
+        "l0_logical_cloud/logicalclouds.yaml",
+        "instantiatelc.yaml",
+        "apps.yaml",
+        "intents.yaml",
+        "instantiate.yaml",
+    ] {
+        ctl.file_in(Some(&workdir), "apply", &file(name), &values, &[])?;
+    }
+    wait_for(
+        "the group is Instantiated",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let status = api
+                .status(DTC_GROUP, "status=deployed&output=summary")
+                .await?;
+            Ok(if status["deployedStatus"] == "Instantiated" {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+
+    // The client runs on cluster1 (label edge-cluster), the server on cluster2.
+    let cluster1 = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
+    let cluster2 = Kubectl::new(sim.kubeconfig("cluster2"), scratch);
+    let server_service = cluster2
+        .get_json(&["services", "-n", "default"])?
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "http-service")
+        .context("the server's own Service")?;
+    let expected_type = if public { "LoadBalancer" } else { "NodePort" };
+    assert_eq!(server_service["spec"]["type"], expected_type);
+    let address = if public {
+        server_service["status"]["loadBalancer"]["ingress"][0]["ip"].clone()
+    } else {
+        let nodes = cluster2.get_json(&["nodes"])?;
+        nodes[0]["status"]["addresses"][0]["address"].clone()
+    };
+    ensure!(
+        address.is_string(),
+        "the server's cluster gives an address: {server_service}"
+    );
+    let endpoints = wait_for(
+        "the client's cluster has the server's endpoints",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let found = cluster1.get_json(&["endpoints", "-n", "default"])?;
+            Ok(found
+                .into_iter()
+                .find(|e| e["metadata"]["name"] == "http-service")
+                .ok_or_else(|| "no endpoints yet".to_owned()))
+        },
+    )
+    .await?;
+    // The chart's Service: port 30083, node port 30083, TCP.
+    assert_eq!(
+        endpoints["subsets"],
+        json!([{"addresses": [{"ip": address}],
+            "ports": [{"name": "tcp-30083", "port": 30083, "protocol": "TCP"}]}])
+    );
+    let client_services = cluster1.get_json(&["services", "-n", "default"])?;
+    let service = client_services
+        .iter()
+        .find(|s| s["metadata"]["name"] == "http-service")
+        .context("the client's cluster has the Service")?;
+    assert_eq!(
+        service["spec"]["type"], "ClusterIP",
+        "as upstream's README shows"
+    );
+    assert_eq!(service["spec"]["ports"][0]["port"], 30083);
+    // What `kubectl get svc` prints, as in upstream's README.
+    let printed = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(sim.kubeconfig("cluster1"))
+        .args(["get", "svc", "http-service", "--no-headers"])
+        .output()?;
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    ensure!(
+        printed.contains("http-service")
+            && printed.contains("ClusterIP")
+            && printed.contains("30083/TCP"),
+        "kubectl get svc: {printed}"
+    );
+    // nps runs too (priority 1, before sds): the server's policy, on the server's cluster.
+    let policies = cluster2.get_json(&["networkpolicies", "-A"])?;
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0]["metadata"]["name"], "testdtc-serverin");
+
+    // delete.sh's first step: terminate takes the discovered objects away with the apps.
+    ctl.file_in(
+        Some(&workdir),
+        "apply",
+        &file("terminate.yaml"),
+        &values,
+        &[],
+    )?;
+    wait_for(
+        "the discovered Service and Endpoints are gone",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let left: Vec<String> = cluster1
+                .get_json(&["services,endpoints", "-n", "default"])?
+                .iter()
+                .filter(|o| o["metadata"]["name"] == "http-service")
+                .map(|o| o["kind"].to_string())
+                .collect();
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(left.join(", "))
+            })
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_discovery_example_reaches_a_node_port_server_from_the_clients_cluster()
+-> anyhow::Result<()> {
+    service_discovery_example(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_discovery_example_reaches_a_load_balanced_server_from_the_clients_cluster()
+-> anyhow::Result<()> {
+    service_discovery_example(true).await
 }
 
 // ---------------------------------------------------------------------------------------------
