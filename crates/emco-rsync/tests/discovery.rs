@@ -232,3 +232,60 @@ async fn a_server_service_other_clusters_cannot_reach_is_reported_and_nothing_is
     assert!(get(&hub, 2, "Service", "http-service").await.is_none());
     assert!(get(&hub, 2, "Endpoints", "http-service").await.is_none());
 }
+
+#[tokio::test]
+async fn a_hub_killed_before_discovery_discovers_after_restart() {
+    // Workloads take a while to be ready, so the run ends (Instantiated) long before its
+    // discovery step can begin.
+    let hub = hub(2, Duration::from_millis(1500)).await;
+    let context = revision("k1", &[1], "NodePort", &[2], true);
+    hub.instantiate(&context).await;
+    hub.wait_status("k1", AppContextStatus::Instantiated).await;
+    hub.sync.shutdown();
+    assert!(!hub.report("k1").await.all_ready);
+    assert!(get(&hub, 2, "Endpoints", "http-service").await.is_none());
+
+    let (resumed, _) = synchronizer(hub.store.clone(), fast_config());
+    assert_eq!(resumed.resume_all().await.unwrap(), 1);
+    wait_report(&resumed, "k1", LONG, "ready after restart", |report| {
+        report.all_ready
+    })
+    .await;
+    let endpoints = get(&hub, 2, "Endpoints", "http-service").await.unwrap();
+    assert_eq!(
+        endpoints["subsets"][0]["addresses"],
+        json!([{"ip": node_ip(&hub, 1).await}])
+    );
+    let recorded = hub.store.get("rsync/discovered/k1").await.unwrap().unwrap();
+    let recorded: Value = serde_json::from_slice(&recorded.value).unwrap();
+    assert_eq!(
+        recorded["objects"].as_array().unwrap().len(),
+        2,
+        "{recorded}"
+    );
+
+    // The resumed hub's terminate removes them, and the record.
+    let outcome = hub
+        .store
+        .txn(emco_store::Txn {
+            compares: vec![],
+            ops: emco_rsync::Synchronizer::terminate_ops("k1", "k1"),
+        })
+        .await
+        .unwrap();
+    assert!(outcome.succeeded);
+    resumed.kick("k1");
+    wait_report(&resumed, "k1", LONG, "terminated", |report| {
+        report.status == AppContextStatus::Terminated
+    })
+    .await;
+    assert!(get(&hub, 2, "Endpoints", "http-service").await.is_none());
+    assert!(get(&hub, 2, "Service", "http-service").await.is_none());
+    assert!(
+        hub.store
+            .get("rsync/discovered/k1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
