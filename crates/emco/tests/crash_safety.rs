@@ -478,9 +478,28 @@ impl Sim {
 
     /// Latency on every request of every cluster, through the `/sim` control API.
     async fn inject_latency(&self, client: &reqwest::Client) -> anyhow::Result<()> {
+        self.set_latency(
+            client,
+            json!({"all": true}),
+            CLUSTERS,
+            LATENCY_MIN_MS,
+            LATENCY_MAX_MS,
+        )
+        .await
+    }
+
+    /// Latency on every request of the clusters `selector` picks (`count` of them).
+    async fn set_latency(
+        &self,
+        client: &reqwest::Client,
+        selector: Value,
+        count: usize,
+        min_ms: u64,
+        max_ms: u64,
+    ) -> anyhow::Result<()> {
         let plan = json!({
-            "clusters": {"all": true},
-            "faults": {"latency": {"minMs": LATENCY_MIN_MS, "maxMs": LATENCY_MAX_MS}, "seed": 7}
+            "clusters": selector,
+            "faults": {"latency": {"minMs": min_ms, "maxMs": max_ms}, "seed": 7}
         });
         let response = client
             .put(format!("{}/sim/faults", self.base))
@@ -491,7 +510,7 @@ impl Sim {
         let body: Value = response.json().await?;
         ensure!(status == StatusCode::OK, "PUT /sim/faults: {status} {body}");
         ensure!(
-            body["clusters"].as_array().map(Vec::len) == Some(CLUSTERS),
+            body["clusters"].as_array().map(Vec::len) == Some(count),
             "latency not set on every cluster: {body}"
         );
         Ok(())
@@ -1744,13 +1763,28 @@ async fn converge_after_kills(
         "[{}] killed the hub right after {request} returned",
         scenario.name
     );
+    // An update sends one write per cluster, all at once: the clusters it reaches late are
+    // made slow, so "some but not all" lasts long enough to be seen however loaded the machine.
+    let late: Vec<String> = (CLUSTERS / 2 + 1..=CLUSTERS)
+        .map(|index| format!("edge-{index}"))
+        .collect();
+    scenario
+        .sim
+        .set_latency(
+            &scenario.client,
+            json!({"names": late}),
+            late.len(),
+            1500,
+            2000,
+        )
+        .await?;
     scenario.restart().await?;
     let (state, context) = scenario.lifecycle().await?;
     ensure!(
         check(&state, &context),
         "{request} answered 202, yet after a restart the group's last action is {state} on {context}"
     );
-    scenario
+    let killed = scenario
         .kill_when(
             &format!("the {request} reached some but not all clusters"),
             |s| {
@@ -1758,7 +1792,9 @@ async fn converge_after_kills(
                 updated > 0 && updated < CLUSTERS
             },
         )
-        .await?;
+        .await;
+    scenario.sim.inject_latency(&scenario.client).await?;
+    killed?;
     scenario.restart().await?;
     scenario
         .wait_status("status=ready&output=all", "Updated and Ready", |s| {
