@@ -59,6 +59,7 @@ fn request(method: Method, path: String, content_type: &str, body: Vec<u8>) -> A
         content_type: content_type.into(),
         user_agent: "scale-bench/1".into(),
         body: Bytes::from(body),
+        user: None,
     }
 }
 

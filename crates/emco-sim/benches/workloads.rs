@@ -55,6 +55,7 @@ fn request(method: Method, path: &str, content_type: &str, body: &Value) -> ApiR
         content_type: content_type.into(),
         user_agent: "workloads-bench/1".into(),
         body: Bytes::from(body.to_string()),
+        user: None,
     }
 }
 

@@ -240,6 +240,24 @@ impl ApiError {
         .with_details(resource_details(def, name))
     }
 
+    /// 403: the authenticated user may not make this request (RBAC).
+    pub fn unauthorized_request(
+        message: String,
+        resource: &str,
+        name: Option<&str>,
+        group: &str,
+    ) -> Self {
+        let mut details = serde_json::Map::new();
+        if let Some(name) = name {
+            details.insert("name".into(), Value::String(name.to_owned()));
+        }
+        if !group.is_empty() {
+            details.insert("group".into(), Value::String(group.to_owned()));
+        }
+        details.insert("kind".into(), Value::String(resource.to_owned()));
+        Self::new(403, "Forbidden", message).with_details(Value::Object(details))
+    }
+
     /// 405: the verb is not served on this path.
     pub fn method_not_allowed() -> Self {
         Self::new(

@@ -542,7 +542,7 @@ impl axum::serve::Listener for ConnectionListener {
         let _ = stream.set_nodelay(true);
         let stream = KillableStream {
             stream,
-            handle: ConnectionHandle(Arc::new(AtomicBool::new(false))),
+            handle: ConnectionHandle::new(),
             reset: false,
         };
         (stream, address)
@@ -553,14 +553,45 @@ impl axum::serve::Listener for ConnectionListener {
     }
 }
 
-/// A way to drop one served connection, available to handlers as `ConnectInfo`.
+/// A way to drop one served connection, available to handlers as `ConnectInfo`; it also
+/// carries who the connection authenticated as (a TLS client certificate), if anyone.
 #[derive(Debug, Clone)]
-pub struct ConnectionHandle(Arc<AtomicBool>);
+pub struct ConnectionHandle {
+    killed: Arc<AtomicBool>,
+    user: Option<Arc<crate::rbac::UserInfo>>,
+}
+
+impl Default for ConnectionHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl ConnectionHandle {
+    /// A live connection of no one in particular.
+    pub fn new() -> Self {
+        Self {
+            killed: Arc::new(AtomicBool::new(false)),
+            user: None,
+        }
+    }
+
+    /// The same connection, authenticated as `user`.
+    pub fn with_user(&self, user: Option<crate::rbac::UserInfo>) -> Self {
+        Self {
+            killed: self.killed.clone(),
+            user: user.map(Arc::new),
+        }
+    }
+
+    /// Who the connection authenticated as.
+    pub fn user(&self) -> Option<&Arc<crate::rbac::UserInfo>> {
+        self.user.as_ref()
+    }
+
     /// Drops the connection: its next read or write fails and it is closed with a reset.
     pub fn kill(&self) {
-        self.0.store(true, Ordering::Release);
+        self.killed.store(true, Ordering::Release);
     }
 }
 
@@ -589,7 +620,7 @@ impl KillableStream {
     /// The error to report once killed; the first time, arranges for a reset on close, as a
     /// peer that is not listening answers.
     fn killed(&mut self) -> Option<io::Error> {
-        if !self.handle.0.load(Ordering::Acquire) {
+        if !self.handle.killed.load(Ordering::Acquire) {
             return None;
         }
         if !self.reset {

@@ -38,6 +38,7 @@ pub mod faults;
 pub mod meta;
 pub mod openapi;
 pub mod proto;
+pub mod rbac;
 pub mod selector;
 pub mod table;
 pub mod tls;
@@ -400,6 +401,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
 
 async fn kube_api(
     State(sim): State<Arc<Sim>>,
+    connection: Option<axum::Extension<axum::extract::ConnectInfo<faults::ConnectionHandle>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -438,6 +440,8 @@ async fn kube_api(
         content_type: header_text(header::CONTENT_TYPE),
         user_agent: header_text(header::USER_AGENT),
         body,
+        user: connection
+            .and_then(|axum::Extension(axum::extract::ConnectInfo(handle))| handle.user().cloned()),
     };
     api::serve(
         &cluster,

@@ -22,9 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
@@ -59,10 +61,27 @@ pub fn serving_addresses(address: SocketAddr) -> Vec<IpAddr> {
 /// A rustls server configuration presenting a certificate from `ca` for `address`.
 pub fn server_config(ca: &ClusterCa, address: SocketAddr) -> Result<Arc<ServerConfig>, SimError> {
     let serving = ca.issue_serving_certificate(&serving_addresses(address), &[SERVING_DNS_NAME])?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    // Client certificates are optional: with one signed by the CA the request is that user's
+    // (and RBAC applies, see `rbac`); without, it is the administrator's.
+    let provider = Arc::new(ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    let ca_der =
+        CertificateDer::from_pem_slice(ca.certificate_pem().as_bytes()).map_err(|error| {
+            SimError::TlsConfig(tokio_rustls::rustls::Error::General(error.to_string()))
+        })?;
+    roots.add(ca_der).map_err(|error| {
+        SimError::TlsConfig(tokio_rustls::rustls::Error::General(error.to_string()))
+    })?;
+    let clients = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|error| {
+            SimError::TlsConfig(tokio_rustls::rustls::Error::General(error.to_string()))
+        })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(SimError::TlsConfig)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(
             vec![CertificateDer::from(serving.certificate_der)],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(serving.key_der)),
@@ -145,7 +164,12 @@ impl axum::serve::Listener for TlsConnectionListener {
 
 impl Connected<IncomingStream<'_, TlsConnectionListener>> for ConnectionHandle {
     fn connect_info(stream: IncomingStream<'_, TlsConnectionListener>) -> Self {
-        stream.io().get_ref().0.handle().clone()
+        let (tcp, tls) = stream.io().get_ref();
+        let user = tls
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|certificate| crate::rbac::UserInfo::from_certificate(certificate));
+        tcp.handle().with_user(user)
     }
 }
 

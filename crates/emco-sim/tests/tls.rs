@@ -255,3 +255,123 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A kubeconfig for edge-1 that authenticates with a client certificate instead of the token.
+fn kubeconfig_as(harness: &Harness, name: &str, certificate_pem: &str, key_pem: &str) {
+    let original = std::fs::read_to_string(harness.kubeconfig("edge-1")).unwrap();
+    let replaced = original.replace(
+        "    token: sim-token-edge-1\n",
+        &format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            STANDARD.encode(certificate_pem),
+            STANDARD.encode(key_pem)
+        ),
+    );
+    assert_ne!(original, replaced);
+    std::fs::write(harness.kubeconfig(name), replaced).unwrap();
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_approved_csr_authenticates_its_user_and_rbac_limits_it() {
+    let harness = tls_harness().await;
+    // What a logical cloud gives its user: a namespace and a Role bound to the user.
+    let rbac = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns1\n---\n\
+        apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: lc1-role0\n  namespace: ns1\n\
+        rules:\n- apiGroups: [\"\", \"apps\"]\n  resources: [configmaps, deployments]\n  verbs: [get, list, watch, create]\n---\n\
+        apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: lc1-roleBinding0\n  namespace: ns1\n\
+        subjects:\n- kind: User\n  name: user-1\n  apiGroup: rbac.authorization.k8s.io\n\
+        roleRef:\n  kind: Role\n  name: lc1-role0\n  apiGroup: rbac.authorization.k8s.io\n";
+    let applied = harness
+        .kubectl_stdin("edge-1", &["apply", "-f", "-"], rbac)
+        .await;
+    assert!(applied.status.success(), "{}", stderr(&applied));
+
+    // The user's key and request, signed through the CSR API as the administrator.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "user-1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "lc1");
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    let csr = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: lc1-user-csr\n\
+         spec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n",
+        STANDARD.encode(&request)
+    );
+    let created = harness
+        .kubectl_stdin("edge-1", &["apply", "-f", "-"], &csr)
+        .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    harness
+        .kubectl_ok("edge-1", &["certificate", "approve", "lc1-user-csr"])
+        .await;
+    let signed = harness
+        .kubectl_ok(
+            "edge-1",
+            &[
+                "get",
+                "csr",
+                "lc1-user-csr",
+                "-o",
+                "jsonpath={.status.certificate}",
+            ],
+        )
+        .await;
+    let certificate = String::from_utf8(STANDARD.decode(signed.trim()).unwrap()).unwrap();
+    kubeconfig_as(&harness, "user-1", &certificate, &key.serialize_pem());
+
+    // As user-1: what the Role grants in ns1, nothing elsewhere.
+    let allowed = kubectl_with_env(
+        &harness,
+        "user-1",
+        &[],
+        &[
+            "create",
+            "configmap",
+            "mine",
+            "-n",
+            "ns1",
+            "--from-literal=a=b",
+        ],
+    )
+    .await;
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    let listed =
+        kubectl_with_env(&harness, "user-1", &[], &["get", "configmaps", "-n", "ns1"]).await;
+    assert!(stdout(&listed).contains("mine"), "{}", stderr(&listed));
+    let elsewhere = kubectl_with_env(
+        &harness,
+        "user-1",
+        &[],
+        &["get", "configmaps", "-n", "default"],
+    )
+    .await;
+    assert!(!elsewhere.status.success());
+    assert!(
+        stderr(&elsewhere).contains(
+            "configmaps is forbidden: User \"user-1\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        stderr(&elsewhere)
+    );
+    let delete = kubectl_with_env(
+        &harness,
+        "user-1",
+        &[],
+        &["delete", "configmap", "mine", "-n", "ns1"],
+    )
+    .await;
+    assert!(!delete.status.success(), "the Role does not grant delete");
+    assert!(
+        stderr(&delete).contains("Forbidden") || stderr(&delete).contains("forbidden"),
+        "{}",
+        stderr(&delete)
+    );
+    // The administrator's kubeconfig (no client certificate) still does everything.
+    harness
+        .kubectl_ok("edge-1", &["delete", "configmap", "mine", "-n", "ns1"])
+        .await;
+}

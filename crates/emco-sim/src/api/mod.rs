@@ -53,6 +53,8 @@ pub struct ApiRequest {
     pub user_agent: String,
     /// Request body.
     pub body: Bytes,
+    /// Who sent it (a TLS client certificate); `None` is the cluster's administrator.
+    pub user: Option<Arc<crate::rbac::UserInfo>>,
 }
 
 /// What representation the client wants.
@@ -298,8 +300,12 @@ fn route(
         }
         ["api", "v1"] => resource_list_response(cluster, "", "v1"),
         ["apis", group, version] => resource_list_response(cluster, group, version),
-        ["api", "v1", rest @ ..] => resource(cluster, options, "", "v1", rest, request),
+        ["api", "v1", rest @ ..] => {
+            authorize(cluster, "", rest, request)?;
+            resource(cluster, options, "", "v1", rest, request)
+        }
         ["apis", group, version, rest @ ..] => {
+            authorize(cluster, group, rest, request)?;
             resource(cluster, options, group, version, rest, request)
         }
         _ => Err(ApiError::no_such_path()),
@@ -362,6 +368,59 @@ fn resource_list_response(
     discovery::resource_list(group, version, &custom)
         .map(|document| value_response(StatusCode::OK, &document))
         .ok_or_else(ApiError::no_such_path)
+}
+
+/// Refuses a resource request its authenticated user may not make (see [`crate::rbac`]).
+fn authorize(
+    cluster: &Cluster,
+    group: &str,
+    rest: &[&str],
+    request: &ApiRequest,
+) -> Result<(), ApiError> {
+    let Some(user) = &request.user else {
+        return Ok(());
+    };
+    let Some(target) = parse_target(rest) else {
+        return Ok(()); // answered 404 by `resource`
+    };
+    let watching = request
+        .query
+        .get("watch")
+        .is_some_and(|value| value == "true" || value == "1");
+    let verb = match (&request.method, target.name) {
+        (&Method::GET | &Method::HEAD, _) if watching => "watch",
+        (&Method::GET | &Method::HEAD, Some(_)) => "get",
+        (&Method::GET | &Method::HEAD, None) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, Some(_)) => "delete",
+        (&Method::DELETE, None) => "deletecollection",
+        _ => return Ok(()),
+    };
+    // A namespace is itself named by the path `namespaces/{name}`.
+    let (resource, namespace, name) = match (target.plural, target.namespace, target.name) {
+        ("namespaces", None, name) => ("namespaces", None, name),
+        (plural, namespace, name) => (plural, namespace, name),
+    };
+    let attributes = crate::rbac::Attributes {
+        verb,
+        group,
+        resource,
+        subresource: target.subresource,
+        namespace,
+        name,
+    };
+    if crate::rbac::allowed(&cluster.lock(), user, &attributes) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized_request(
+            attributes.refusal(user),
+            resource,
+            name,
+            group,
+        ))
+    }
 }
 
 /// What a resource path names.
