@@ -291,6 +291,9 @@ pub trait ClusterApi: Send + Sync {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, ClusterError>;
+    /// Approves the CertificateSigningRequest `name` (its `approval` subresource) with
+    /// `reason` and `message`; approving one already approved changes nothing.
+    async fn approve(&self, name: &str, reason: &str, message: &str) -> Result<(), ClusterError>;
     /// Lists the objects of a kind matching `label_selector` (`key=value,...`), in `namespace`
     /// or, when `None`, in all namespaces. Every item carries its `apiVersion` and `kind`.
     async fn list(
@@ -745,6 +748,69 @@ impl ClusterApi for KubeCluster {
             Err(error) if error.status_code() == Some(404) => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    async fn approve(&self, name: &str, reason: &str, message: &str) -> Result<(), ClusterError> {
+        const API_VERSION: &str = "certificates.k8s.io/v1";
+        const KIND: &str = "CertificateSigningRequest";
+        let Some(mut csr) = self.get(API_VERSION, KIND, None, name).await? else {
+            return Err(ClusterError::InvalidObject(format!(
+                "cluster {}: no CertificateSigningRequest {name} to approve",
+                self.name
+            )));
+        };
+        let approved = csr
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.get("type").and_then(Value::as_str) == Some("Approved"))
+            });
+        if approved {
+            return Ok(());
+        }
+        let condition = serde_json::json!({
+            "type": "Approved",
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": crate::engine::records::rfc3339_now(),
+        });
+        let Some(fields) = csr.as_object_mut() else {
+            return Err(ClusterError::InvalidObject(format!(
+                "cluster {}: CertificateSigningRequest {name} is not an object",
+                self.name
+            )));
+        };
+        let status = fields
+            .entry("status")
+            .or_insert_with(|| serde_json::json!({}));
+        if !status.is_object() {
+            *status = serde_json::json!({});
+        }
+        if let Some(status) = status.as_object_mut() {
+            let conditions = status
+                .entry("conditions")
+                .or_insert_with(|| serde_json::json!([]));
+            match conditions.as_array_mut() {
+                Some(list) => list.push(condition),
+                None => *conditions = serde_json::json!([condition]),
+            }
+        }
+        let resolved = self.resolve(API_VERSION, KIND).await?;
+        let collection = self.collection(&resolved, None, false);
+        let body = serde_json::to_vec(&csr)
+            .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
+        let request = self.built(collection.replace_subresource(
+            "approval",
+            name,
+            &kube::api::PostParams::default(),
+            body,
+        ))?;
+        self.call(self.client.request::<Value>(request))
+            .await
+            .map(|_| ())
     }
 
     async fn list(

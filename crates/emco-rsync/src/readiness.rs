@@ -22,6 +22,7 @@ enum Workload {
     DaemonSet,
     Job,
     Pod,
+    CertificateSigningRequest,
 }
 
 fn workload(api_version: &str, kind: &str) -> Option<Workload> {
@@ -32,6 +33,9 @@ fn workload(api_version: &str, kind: &str) -> Option<Workload> {
         ("apps" | "extensions", "DaemonSet") => Some(Workload::DaemonSet),
         ("batch", "Job") => Some(Workload::Job),
         ("", "Pod") => Some(Workload::Pod),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            Some(Workload::CertificateSigningRequest)
+        }
         _ => None,
     }
 }
@@ -44,7 +48,8 @@ pub fn reads_status(api_version: &str, kind: &str) -> bool {
 
 /// The readiness of `obj` as read back from a cluster: Deployments when `Available` and
 /// observed at their generation, StatefulSets and DaemonSets when all replicas are ready, Jobs
-/// when complete, Pods when ready; other kinds as soon as they exist.
+/// when complete, Pods when ready, CertificateSigningRequests once signed; other kinds as soon
+/// as they exist.
 pub fn readiness(obj: &Value) -> Readiness {
     let text = |key| obj.get(key).and_then(Value::as_str).unwrap_or_default();
     match workload(text("apiVersion"), text("kind")) {
@@ -53,7 +58,44 @@ pub fn readiness(obj: &Value) -> Readiness {
         Some(Workload::DaemonSet) => daemon_set(obj),
         Some(Workload::Job) => job(obj),
         Some(Workload::Pod) => pod(obj),
+        Some(Workload::CertificateSigningRequest) => certificate_request(obj),
         None => Readiness::Ready,
+    }
+}
+
+/// A CertificateSigningRequest is ready once its certificate is issued; denied or failed is
+/// for good.
+fn certificate_request(obj: &Value) -> Readiness {
+    let conditions = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for condition in &conditions {
+        let kind = condition.get("type").and_then(Value::as_str).unwrap_or("");
+        if matches!(kind, "Denied" | "Failed")
+            && condition.get("status").and_then(Value::as_str) != Some("False")
+        {
+            let why = condition
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or(kind);
+            return Readiness::Failed(format!("the certificate request was {kind}: {why}"));
+        }
+    }
+    let signed = obj
+        .pointer("/status/certificate")
+        .and_then(Value::as_str)
+        .is_some_and(|certificate| !certificate.is_empty());
+    if signed {
+        Readiness::Ready
+    } else if conditions
+        .iter()
+        .any(|c| c.get("type").and_then(Value::as_str) == Some("Approved"))
+    {
+        Readiness::NotReady("approved, waiting for the certificate".into())
+    } else {
+        Readiness::NotReady("waiting for approval".into())
     }
 }
 

@@ -225,6 +225,26 @@ impl Link {
         }
     }
 
+    /// Approves a CertificateSigningRequest (retrying).
+    pub async fn approve(
+        &mut self,
+        name: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), CallError> {
+        match self
+            .call(&Request::Approve {
+                name,
+                reason,
+                message,
+            })
+            .await?
+        {
+            Reply::Approved => Ok(()),
+            _ => Err(mismatch()),
+        }
+    }
+
     /// Deletes the object (retrying).
     pub async fn delete(&mut self, object: &PreparedObject) -> Result<Deleted, CallError> {
         match self.call(&Request::Delete(object)).await? {
@@ -343,6 +363,11 @@ enum Request<'a> {
         kind: &'a str,
         selector: &'a str,
     },
+    Approve {
+        name: &'a str,
+        reason: &'a str,
+        message: &'a str,
+    },
 }
 
 enum Reply {
@@ -350,12 +375,21 @@ enum Reply {
     Deleted(Deleted),
     Found(Option<Value>),
     Listed(Vec<Value>),
+    Approved,
 }
 
 impl Request<'_> {
     async fn send(&self, cluster: &dyn ClusterApi) -> Result<Reply, ClusterError> {
         Ok(match self {
             Request::Apply(apply) => Reply::Object(cluster.apply_request(apply).await?),
+            Request::Approve {
+                name,
+                reason,
+                message,
+            } => {
+                cluster.approve(name, reason, message).await?;
+                Reply::Approved
+            }
             Request::Delete(object) | Request::DeleteIfServed(object) => Reply::Deleted(
                 cluster
                     .delete(

@@ -82,7 +82,14 @@ pub struct PreparedObject {
     /// The apply of the object, labelled and serialized once for every cluster; the answer is
     /// read only where readiness or a hook's outcome needs the object's status.
     pub apply: ApplyRequest,
+    /// For a CertificateSigningRequest annotated [`APPROVE_ANNOTATION`]: the reason to approve
+    /// it with once applied.
+    pub approve: Option<String>,
 }
+
+/// Annotation asking the synchronizer to approve the CertificateSigningRequest it applies; its
+/// value is the approval's reason (a logical cloud's user certificate: `LogicalCloud`).
+pub const APPROVE_ANNOTATION: &str = "emco/approve";
 
 impl PreparedObject {
     /// `Kind/namespace/name` for messages.
@@ -195,6 +202,17 @@ pub fn prepare(objects: &[ContextObject], label: &str) -> Arc<PreparedVariant> {
             hook,
             runs_to_completion,
             apply,
+            approve: (object.group() == "certificates.k8s.io"
+                && object.kind == "CertificateSigningRequest")
+                .then(|| {
+                    object
+                        .object
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.get(APPROVE_ANNOTATION))
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                })
+                .flatten(),
         });
     }
     prepared.uninstall.reverse();

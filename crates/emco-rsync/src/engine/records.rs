@@ -334,6 +334,11 @@ pub struct ClusterRecord {
 }
 
 /// Unix milliseconds now.
+/// Now, as Kubernetes writes times (RFC 3339, seconds).
+pub fn rfc3339_now() -> String {
+    emco_core::lifecycle::format_rfc3339(now_ms() / 1000)
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

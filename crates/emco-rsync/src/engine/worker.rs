@@ -445,7 +445,31 @@ impl Worker {
     async fn apply_object(&mut self, index: usize, object: usize) -> Result<(), Halt> {
         let variant = self.slots[index].variant.clone();
         let prepared = &variant.objects[object];
-        let result = self.link.apply(&prepared.apply).await;
+        let mut result = self.link.apply(&prepared.apply).await;
+        if let (Ok(applied), Some(reason)) = (&result, &prepared.approve) {
+            let approved = applied.as_ref().is_some_and(|answer| {
+                answer
+                    .pointer("/status/conditions")
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|conditions| {
+                        conditions.iter().any(|c| {
+                            c.get("type").and_then(serde_json::Value::as_str) == Some("Approved")
+                        })
+                    })
+            });
+            if !approved {
+                let message = format!("Approved by EMCO ({reason})");
+                result = match self.link.approve(&prepared.name, reason, &message).await {
+                    // Read it again: the answer before the approval is stale.
+                    Ok(()) => self
+                        .link
+                        .get(prepared)
+                        .await
+                        .map(|found| found.or(applied.clone())),
+                    Err(error) => Err(error),
+                };
+            }
+        }
         let record = &mut self.slots[index].record.objects[object];
         match result {
             Ok(applied) => {

@@ -111,6 +111,11 @@ impl ClusterApi for Recording {
             .list(api_version, kind, namespace, label_selector)
             .await
     }
+
+    async fn approve(&self, name: &str, reason: &str, message: &str) -> Result<(), ClusterError> {
+        self.note("approve", "CertificateSigningRequest", name);
+        self.inner.approve(name, reason, message).await
+    }
 }
 
 /// The store connector, with every client wrapped in a recorder.
