@@ -18,6 +18,7 @@
 
 pub mod attachment;
 pub mod repository;
+pub mod seal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
