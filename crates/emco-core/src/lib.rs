@@ -2,6 +2,7 @@
 //! table and body validation. Nothing here does I/O.
 
 pub mod appcontext;
+pub mod cloud;
 pub mod key;
 pub mod kinds;
 pub mod lifecycle;

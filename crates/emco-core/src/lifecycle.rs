@@ -609,6 +609,12 @@ pub struct CloudStatus {
     pub actions: Vec<CloudActionRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_blocked: Option<String>,
+    /// A standard or privileged cloud's context: what its last instantiate put on the clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The cloud user's private key (PEM), sealed (`emco_store::seal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
