@@ -90,8 +90,8 @@ const DIG_ACTIONS: &[(&str, Action)] = &[
     ("rollback", Action::Rollback),
     ("migrate", Action::Migrate),
 ];
-/// Logical cloud actions not implemented yet (instantiate/terminate of admin clouds are).
-const LC_ACTIONS: &[&str] = &["update", "stop"];
+/// Logical cloud actions not implemented yet.
+const LC_ACTIONS: &[&str] = &["stop"];
 const CLUSTER_PATH: &str = "/v2/cluster-providers/{clusterProvider}/clusters/{cluster}";
 /// Network (ncm) actions on one cluster.
 const CLUSTER_ACTIONS: &[&str] = &["apply", "terminate", "stop"];
@@ -259,18 +259,51 @@ pub fn route_table() -> Vec<RouteDoc> {
             "POST",
             format!("{LC_PATH}/{action}"),
             format!("{action}_logicalCloud"),
-            format!("{action} an admin (level-0) logical cloud"),
+            format!("{action} a logical cloud"),
             "lifecycle",
         );
         d.responses = vec![
             (202, "accepted"),
-            (400, "no cluster references"),
+            (
+                400,
+                "no cluster references, or no namespace or user (standard/privileged)",
+            ),
             (404, "not found"),
             (409, "not allowed in the current state"),
-            (501, "standard/privileged clouds: not available yet"),
         ];
         out.push(d);
     }
+    let mut kubeconfig = doc(
+        "GET",
+        format!("{LC_PATH}/cluster-references/{{clusterReference}}/kubeconfig"),
+        "kubeconfig_clusterReference".into(),
+        "The logical cloud user's kubeconfig for one of its clusters".into(),
+        "lifecycle",
+    );
+    kubeconfig.responses = vec![
+        (200, "the kubeconfig (YAML)"),
+        (400, "an admin cloud"),
+        (404, "not found"),
+        (
+            409,
+            "not instantiated, or the certificate is not signed yet",
+        ),
+    ];
+    out.push(kubeconfig);
+    let mut update = doc(
+        "POST",
+        format!("{LC_PATH}/update"),
+        "update_logicalCloud".into(),
+        "Bring an instantiated logical cloud's clusters in line with its references, permissions and quotas".into(),
+        "lifecycle",
+    );
+    update.responses = vec![
+        (202, "accepted"),
+        (400, "no cluster references"),
+        (404, "not found"),
+        (409, "not instantiated"),
+    ];
+    out.push(update);
     let mut lc_status = doc(
         "GET",
         format!("{LC_PATH}/status"),
@@ -423,6 +456,11 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         );
     }
     router = router.route(&format!("{LC_PATH}/status"), get(lifecycle::cloud_status));
+    router = router.route(&format!("{LC_PATH}/update"), post(lifecycle::cloud_update));
+    router = router.route(
+        &format!("{LC_PATH}/cluster-references/{{clusterReference}}/kubeconfig"),
+        get(lifecycle::cloud_kubeconfig),
+    );
     for (path, kind, actions, what) in UNAVAILABLE {
         for action in *actions {
             let (kind, action, what): (&'static str, &'static str, &'static str) =

@@ -212,10 +212,10 @@ pub async fn revoke_approval(state: &AppState, changed: &ResourceKey) -> ApiResu
     )))
 }
 
-/// `POST .../logical-clouds/{lc}/instantiate|terminate` for admin (level-0) clouds: nothing is
-/// created on the clusters for them; instantiating gives the cloud the `default` namespace when it
-/// has none (as upstream) and needs at least one cluster reference. Standard and privileged clouds
-/// come with issue #8.
+/// `POST .../logical-clouds/{lc}/instantiate|terminate`. Admin (level-0) clouds create nothing
+/// on the clusters; instantiating gives the cloud the `default` namespace when it has none (as
+/// upstream) and needs at least one cluster reference. Standard and privileged clouds go to the
+/// deployer, which puts their namespace, RBAC, quotas and user certificate on the clusters.
 pub async fn cloud_action(
     state: AppState,
     params: Vec<(String, String)>,
@@ -224,9 +224,16 @@ pub async fn cloud_action(
     let key = key_of("logicalCloud", &params)?;
     let cloud = state.repo.get(&key).await?;
     if !emco_core::lifecycle::is_admin_cloud(&cloud.data) {
-        return Err(ApiError::NotImplemented(format!(
-            "{action:?} of {key}: standard and privileged logical clouds are not available in this build yet (EMCO-rs issue #8)"
-        )));
+        match action {
+            CloudAction::Instantiate => {
+                deployer(&state)?.instantiate_cloud(&key).await?;
+            }
+            CloudAction::Terminate => {
+                refuse_while_deployed_to(&state, &key).await?;
+                deployer(&state)?.terminate_cloud(&key).await?;
+            }
+        }
+        return Ok(StatusCode::ACCEPTED.into_response());
     }
     if action == CloudAction::Instantiate {
         let parent = ResourceKey::new("parent", key.elements.clone());
@@ -306,20 +313,110 @@ async fn refuse_while_deployed_to(state: &AppState, cloud: &ResourceKey) -> ApiR
     Ok(())
 }
 
-/// `GET .../logical-clouds/{lc}/status`.
+/// `GET .../logical-clouds/{lc}/status`: the cloud's state and, for a standard or privileged
+/// cloud, how its objects fare on the clusters (`deployedStatus`, `readyStatus`, per cluster).
 pub async fn cloud_status(
     State(state): State<AppState>,
     Path(params): PathParams,
 ) -> ApiResult<Response> {
     let key = key_of("logicalCloud", &params)?;
     let (status, _) = load::<CloudStatus>(&state, &key).await?;
-    Ok(axum::Json(json!({
+    let mut answer = json!({
         "project": key.get("project"),
         "name": key.name(),
         "status": status.state,
         "states": { "actions": status.actions },
-    }))
-    .into_response())
+    });
+    if let (Some(deployer), Some(_)) = (state.deployer.as_deref(), &status.context)
+        && let Some(run) = deployer.cloud_run(&key).await?
+    {
+        let clusters: Vec<serde_json::Value> = run
+            .apps
+            .iter()
+            .flat_map(|app| &app.clusters)
+            .map(|cluster| {
+                let ready = cluster
+                    .resources
+                    .iter()
+                    .all(|r| r.ready == Some(emco_core::status::ReadyStatus::Ready));
+                json!({
+                    "clusterProvider": cluster.provider,
+                    "cluster": cluster.cluster,
+                    "readyStatus": if ready { "Ready" } else { "NotReady" },
+                    "resources": cluster.resources.iter().map(|r| json!({
+                        "GVK": r.gvk,
+                        "name": r.name,
+                        "deployedStatus": r.deployed,
+                        "readyStatus": r.ready,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let all_ready = clusters.iter().all(|c| c["readyStatus"] == "Ready");
+        answer["deployedStatus"] = json!(run.status);
+        answer["readyStatus"] = json!(if all_ready { "Ready" } else { "NotReady" });
+        answer["clusters"] = json!(clusters);
+    }
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `POST .../logical-clouds/{lc}/update`: a standard or privileged cloud's clusters are brought
+/// in line with its references, permissions and quotas (clusters added get everything, removed
+/// ones lose it). An admin cloud creates nothing on its clusters: its update only checks it is
+/// instantiated and still has clusters.
+pub async fn cloud_update(
+    State(state): State<AppState>,
+    Path(params): PathParams,
+) -> ApiResult<Response> {
+    let key = key_of("logicalCloud", &params)?;
+    let cloud = state.repo.get(&key).await?;
+    if emco_core::lifecycle::is_admin_cloud(&cloud.data) {
+        let (status, _) = load::<CloudStatus>(&state, &key).await?;
+        if status.state != emco_core::lifecycle::CloudState::Instantiated {
+            return Err(ApiError::Conflict(format!(
+                "{key} is not instantiated: instantiate it instead of updating it"
+            )));
+        }
+        let parent = ResourceKey::new("parent", key.elements.clone());
+        if state
+            .repo
+            .list("clusterReference", &parent)
+            .await?
+            .is_empty()
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{key} has no cluster references: add clusters to it first"
+            )));
+        }
+    } else {
+        deployer(&state)?.update_cloud(&key).await?;
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `GET .../logical-clouds/{lc}/cluster-references/{ref}/kubeconfig`: the cloud user's
+/// kubeconfig (YAML) for that cluster.
+pub async fn cloud_kubeconfig(
+    State(state): State<AppState>,
+    Path(params): PathParams,
+) -> ApiResult<Response> {
+    let reference = params
+        .iter()
+        .find(|(name, _)| name == "clusterReference")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    let cloud_params: Vec<(String, String)> = params
+        .into_iter()
+        .filter(|(name, _)| name != "clusterReference")
+        .collect();
+    let key = key_of("logicalCloud", &cloud_params)?;
+    let kubeconfig = deployer(&state)?.cloud_kubeconfig(&key, &reference).await?;
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        kubeconfig,
+    )
+        .into_response())
 }
 
 /// Actions on a resource whose implementation has not landed yet: 404 if the resource is missing,

@@ -615,6 +615,16 @@ pub struct CloudStatus {
     /// The cloud user's private key (PEM), sealed (`emco_store::seal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_key: Option<String>,
+    /// The user's certificate request (PEM): every cluster, also one added by an update, gets
+    /// the same one (a CSR's spec cannot change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_request: Option<String>,
+    /// The context whose id labels the cloud's objects (its instantiate's), kept by updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_context: Option<String>,
+    /// How many contexts the cloud had (each instantiate and update makes one).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -670,12 +680,10 @@ pub fn admin_cloud_on_instantiate(cloud: &Value) -> Option<Value> {
     Some(updated)
 }
 
-/// Whether a logical cloud is an admin (level-0) cloud.
+/// Whether a logical cloud is an admin (level-0) cloud. A cloud that names no level is a
+/// standard (level-1) one, as upstream defaults it.
 pub fn is_admin_cloud(cloud: &Value) -> bool {
-    matches!(
-        cloud.pointer("/spec/level").and_then(Value::as_str),
-        Some("0") | None | Some("")
-    )
+    cloud.pointer("/spec/level").and_then(Value::as_str) == Some("0")
 }
 
 #[cfg(test)]
@@ -707,5 +715,9 @@ mod cloud_tests {
         let named = json!({"metadata": {"name": "a"}, "spec": {"level": "0", "namespace": "ns"}});
         assert_eq!(admin_cloud_on_instantiate(&named), None);
         assert!(!is_admin_cloud(&json!({"spec": {"level": "1"}})));
+        assert!(
+            !is_admin_cloud(&json!({"spec": {"namespace": "ns1"}})),
+            "level 1 by default"
+        );
     }
 }

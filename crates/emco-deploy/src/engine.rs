@@ -48,6 +48,20 @@ pub trait Engine: Send + Sync {
     /// The run's status and per-object facts, `None` when the synchronizer has no record of the
     /// context.
     async fn report(&self, context: &str) -> Result<Option<RunReport>, DeployError>;
+    /// Reads one object from a cluster as it is now; `None` when it does not exist.
+    async fn read_object(
+        &self,
+        cluster: &emco_core::appcontext::ClusterId,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, DeployError> {
+        let _ = (api_version, kind, namespace, name);
+        Err(DeployError::Internal(format!(
+            "this engine cannot read objects from cluster {cluster}"
+        )))
+    }
     /// Just the run's status (cheap: no per-object facts).
     async fn run_status(&self, context: &str) -> Result<Option<AppContextStatus>, DeployError>;
     /// The counts of a summary query ([`StatusQuery::is_plain_summary`]), `None` when the
@@ -111,6 +125,20 @@ impl Engine for SyncEngine {
 
     async fn stop(&self, context: &str) -> Result<bool, DeployError> {
         self.0.stop(context).await.map_err(sync_error)
+    }
+
+    async fn read_object(
+        &self,
+        cluster: &emco_core::appcontext::ClusterId,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, DeployError> {
+        self.0
+            .read_object(cluster, api_version, kind, namespace, name)
+            .await
+            .map_err(|e| DeployError::Conflict(format!("reading from cluster {cluster}: {e}")))
     }
 
     async fn run_status(&self, context: &str) -> Result<Option<AppContextStatus>, DeployError> {

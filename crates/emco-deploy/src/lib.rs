@@ -13,6 +13,7 @@
 //! Status joins the group's lifecycle, the stored context and the synchronizer's report into
 //! upstream's status-query format ([`emco_core::status`]).
 
+pub mod cloud;
 pub mod controllers;
 pub mod dtc;
 pub mod engine;
@@ -88,6 +89,8 @@ pub struct Deployer {
     engine: Arc<dyn Engine>,
     controllers: ControllerSet,
     limits: ArchiveLimits,
+    /// Seals secrets before they are stored (a logical cloud user's key).
+    sealer: Option<Arc<emco_store::seal::Sealer>>,
 }
 
 impl Deployer {
@@ -103,11 +106,19 @@ impl Deployer {
             engine,
             controllers: ControllerSet::default(),
             limits: ArchiveLimits::default(),
+            sealer: None,
         }
     }
 
     pub fn with_controllers(mut self, controllers: ControllerSet) -> Self {
         self.controllers = controllers;
+        self
+    }
+
+    /// Seals secrets with the hub's secret key (without one, standard and privileged logical
+    /// clouds cannot be instantiated).
+    pub fn with_sealer(mut self, sealer: Arc<emco_store::seal::Sealer>) -> Self {
+        self.sealer = Some(sealer);
         self
     }
 

@@ -31,6 +31,11 @@ pub struct ServeArgs {
     /// Directory of the embedded store (used unless --store names etcd).
     #[arg(long, env = "EMCO_DATA", default_value = "./emco-data")]
     data: PathBuf,
+    /// The hub's secret key (32 random bytes, base64), sealing secrets at rest such as logical
+    /// cloud users' private keys; created (mode 0600) when missing. Defaults to `secret.key` in
+    /// the data directory. Hubs sharing one etcd must share this file.
+    #[arg(long, env = "EMCO_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
     /// `etcd://host:port[,host:port...]` to keep all state in etcd instead.
     #[arg(long, env = "EMCO_STORE")]
     store: Option<String>,
@@ -151,9 +156,16 @@ impl ServeArgs {
                 emco_deploy::dtc::NAME,
                 Arc::new(emco_deploy::dtc::DtcController::new(repo.clone())),
             );
+        let key_file = self
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data.join("secret.key"));
+        let sealer = emco_store::seal::Sealer::from_key_file(&key_file)
+            .with_context(|| format!("reading the secret key {}", key_file.display()))?;
         Ok(Arc::new(
             Deployer::new(repo.clone(), renderer, Arc::new(SyncEngine(synchronizer)))
-                .with_controllers(controllers),
+                .with_controllers(controllers)
+                .with_sealer(Arc::new(sealer)),
         ))
     }
 }

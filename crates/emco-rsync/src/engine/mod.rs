@@ -311,6 +311,29 @@ impl Synchronizer {
         ]
     }
 
+    /// Reads one object from `cluster` as it is now (`None` when it does not exist).
+    pub async fn read_object(
+        &self,
+        cluster: &ClusterId,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, crate::ClusterError> {
+        let client = self.connector.connect(cluster).await?;
+        tokio::time::timeout(
+            self.config.call_timeout,
+            client.get(api_version, kind, namespace, name),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::ClusterError::Timeout {
+                cluster: cluster.to_string(),
+                timeout: self.config.call_timeout,
+            })
+        })
+    }
+
     /// Starts (or restarts) the work recorded for `context_id`, in the background. Does nothing
     /// when the recorded operation is already running here or finished; ends a run whose
     /// operation was replaced or forgotten.

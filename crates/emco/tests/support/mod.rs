@@ -67,6 +67,17 @@ impl Sim {
         prefix: &str,
         ready_after: &str,
     ) -> anyhow::Result<Sim> {
+        Self::start_with(scratch, clusters, prefix, ready_after, &[]).await
+    }
+
+    /// [`Sim::start`] with more arguments (`--tls`).
+    pub async fn start_with(
+        scratch: &Path,
+        clusters: usize,
+        prefix: &str,
+        ready_after: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Sim> {
         let kubeconfig_dir = scratch.join("kubeconfigs");
         let stdout_path = scratch.join("sim.stdout");
         let stderr_path = scratch.join("sim.stderr");
@@ -76,6 +87,7 @@ impl Sim {
             .args(["--listen", "127.0.0.1:0", "--ready-after", ready_after])
             .arg("--kubeconfig-dir")
             .arg(&kubeconfig_dir)
+            .args(extra_args)
             .stdin(Stdio::null())
             // files, not pipes: nobody drains a pipe and a full one would block the simulator
             .stdout(File::create(&stdout_path)?)
@@ -771,9 +783,20 @@ pub struct Bed {
 
 impl Bed {
     pub async fn start(clusters: usize, prefix: &str, ready_after: &str) -> anyhow::Result<Bed> {
+        Self::start_with(clusters, prefix, ready_after, &[]).await
+    }
+
+    /// [`Bed::start`] with more `emco sim` arguments (`--tls`: clusters served over HTTPS, which
+    /// client certificates need).
+    pub async fn start_with(
+        clusters: usize,
+        prefix: &str,
+        ready_after: &str,
+        sim_args: &[&str],
+    ) -> anyhow::Result<Bed> {
         let scratch = tempfile::tempdir()?;
         let client = http_client()?;
-        let sim = Sim::start(scratch.path(), clusters, prefix, ready_after).await?;
+        let sim = Sim::start_with(scratch.path(), clusters, prefix, ready_after, sim_args).await?;
         let hub = start_hub(scratch.path(), &client).await?;
         let api = Api {
             client: client.clone(),

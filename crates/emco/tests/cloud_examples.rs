@@ -1,0 +1,335 @@
+//! End to end, logical clouds (the distributed cloud manager): upstream's
+//! `examples/dcm-advanced` unchanged through the real `emcoctl` against `emco sim --tls`
+//! clusters. A standard cloud puts its namespace, Role, RoleBinding and the user's approved
+//! certificate request on its cluster; the kubeconfig the hub hands out is accepted by the
+//! cluster and limited to what the cloud's permission grants; a group deploys into the cloud's
+//! namespace; the cloud cannot be terminated under a running group, and its terminate removes
+//! what it created.
+
+#[allow(dead_code)]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::{Bed, Emcoctl, Kubectl, Sim, generated, upstream_example, wait_for};
+
+const CLOUD: &str = "/v2/projects/proj1/logical-clouds/lc1";
+const GROUP: &str = "/v2/projects/proj1/composite-apps/test-collectd/v1/deployment-intent-groups/collectd-deployment-intent-group";
+const NAMESPACE: &str = "standard-lc-ns";
+
+/// Upstream's generated values with the simulator's kubeconfigs.
+fn values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
+    let source = generated("examples/dcm-advanced/values.yaml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = match line.split_once("/path/to/") {
+            Some((head, file)) => {
+                let cluster = file.trim_end_matches(".kubeconfig");
+                format!("{head}{}", sim.kubeconfig(cluster).display())
+            }
+            None => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = scratch.join("values.yaml");
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+/// `kubectl` with the kubeconfig at `path`: (success, stdout, stderr).
+fn kubectl_as(path: &Path, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(path)
+        .arg("--request-timeout=10s")
+        .args(args)
+        .output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// Write requests cluster `name` answered so far (the simulator counts them), from the
+/// control API on the same HTTPS server, trusting the CA its kubeconfigs carry.
+async fn sim_writes(bed: &Bed, name: &str) -> anyhow::Result<u64> {
+    let ca = bed.scratch().join("sim-ca.pem");
+    let script = format!(
+        "grep certificate-authority-data {kubeconfig} | awk '{{print $2}}' | base64 -d > {ca} && \
+         curl -sS --fail --cacert {ca} {base}/sim/clusters/{name}",
+        kubeconfig = bed.sim.kubeconfig(name).display(),
+        ca = ca.display(),
+        base = bed.sim.base_url,
+    );
+    let output = Command::new("sh").args(["-c", &script]).output()?;
+    ensure!(
+        output.status.success(),
+        "reading the simulator's counts: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let info: Value = serde_json::from_slice(&output.stdout)?;
+    info["writes"].as_u64().context("a write count")
+}
+
+fn names(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|item| item["metadata"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcm_advanced_standard_cloud_gives_its_user_a_namespace_and_a_working_kubeconfig()
+-> anyhow::Result<()> {
+    let bed = Bed::start_with(2, "cluster", "1s", &["--tls"]).await?;
+    let scratch = bed.scratch();
+    let (sim, api) = (&bed.sim, &bed.api);
+    let ctl = Emcoctl::new(&bed.hub.base_url, scratch)?;
+    let values = values(scratch, sim)?;
+    let workdir = scratch.join("dcm");
+    std::fs::create_dir_all(&workdir)?;
+    std::os::unix::fs::symlink(generated("tarballs"), workdir.join("output"))?;
+    let file = |name: &str| upstream_example(&format!("dcm-advanced/{name}"));
+
+    // The README's first steps: prerequisites, the first cluster, instantiate the cloud.
+    for name in [
+        "prerequisites.yaml",
+        "1stcluster.yaml",
+        "instantiate-lc.yaml",
+    ] {
+        ctl.file_in(Some(&workdir), "apply", &file(name), &values, &[])?;
+    }
+    let status = wait_for(
+        "the logical cloud is Ready",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let status = api
+                .get(&format!("{CLOUD}/status"))
+                .await?
+                .expect(StatusCode::OK, "cloud status")?
+                .json()?;
+            Ok(if status["readyStatus"] == "Ready" {
+                Ok(status)
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+    assert_eq!(status["status"], "Instantiated");
+    assert_eq!(status["deployedStatus"], "Instantiated");
+
+    // What the cloud put on cluster1, as the administrator sees it; cluster2 is not in it.
+    let admin1 = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
+    let admin2 = Kubectl::new(sim.kubeconfig("cluster2"), scratch);
+    ensure!(
+        names(&admin1.get_json(&["namespaces"])?).contains(&NAMESPACE.to_owned()),
+        "the cloud's namespace"
+    );
+    assert_eq!(
+        names(&admin1.get_json(&["roles", "-n", NAMESPACE])?),
+        ["lc1-role0"]
+    );
+    let bindings = admin1.get_json(&["rolebindings", "-n", NAMESPACE])?;
+    assert_eq!(names(&bindings), ["lc1-roleBinding0"]);
+    assert_eq!(bindings[0]["subjects"][0]["name"], "user-1");
+    let requests = admin1.get_json(&["certificatesigningrequests"])?;
+    assert_eq!(names(&requests), [format!("lc1-{NAMESPACE}-user-csr")]);
+    assert_eq!(requests[0]["status"]["conditions"][0]["type"], "Approved");
+    ensure!(requests[0]["status"]["certificate"].is_string(), "signed");
+    ensure!(
+        !names(&admin2.get_json(&["namespaces"])?).contains(&NAMESPACE.to_owned()),
+        "cluster2 is not referenced yet"
+    );
+
+    // The user's kubeconfig works on cluster1, within the cloud's permission only.
+    let kubeconfig = api
+        .get(&format!(
+            "{CLOUD}/cluster-references/cluster1-ref/kubeconfig"
+        ))
+        .await?
+        .expect(StatusCode::OK, "kubeconfig")?
+        .body;
+    ensure!(
+        kubeconfig.contains("client-certificate-data"),
+        "{kubeconfig}"
+    );
+    let user_config = scratch.join("user-1.kubeconfig");
+    std::fs::write(&user_config, &kubeconfig)?;
+    let (ok, _, err) = kubectl_as(
+        &user_config,
+        &["create", "configmap", "from-user", "--from-literal=a=b"],
+    )?;
+    ensure!(
+        ok,
+        "the user creates in the cloud's namespace (its context's): {err}"
+    );
+    let (ok, out, err) = kubectl_as(&user_config, &["get", "configmaps"])?;
+    ensure!(ok && out.contains("from-user"), "{out} {err}");
+    let (ok, _, err) = kubectl_as(&user_config, &["get", "pods", "-n", "default"])?;
+    ensure!(
+        !ok && err.contains("forbidden"),
+        "outside the namespace: {err}"
+    );
+    let (ok, _, err) = kubectl_as(&user_config, &["get", "namespaces"])?;
+    ensure!(!ok && err.contains("forbidden"), "cluster scope: {err}");
+    // Not referenced by the cloud yet: no kubeconfig for cluster2.
+    let missing = api
+        .get(&format!(
+            "{CLOUD}/cluster-references/cluster2-ref/kubeconfig"
+        ))
+        .await?;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+
+    // The user's private key is sealed in the store, never in clear.
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(scratch.join("hub-data"))? {
+        let path = entry?.path();
+        if path.is_file() {
+            stored.extend(std::fs::read(&path)?);
+        }
+    }
+    let clear = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    ensure!(!clear(b"PRIVATE KEY"), "a private key is stored in clear");
+
+    // The README's next step: a second cluster reference, then update the cloud. cluster2 gets
+    // the same objects (and its own signed certificate); cluster1 gets no new write.
+    let writes_before = sim_writes(&bed, "cluster1").await?;
+    for name in ["2ndcluster.yaml", "update-lc.yaml"] {
+        ctl.file_in(Some(&workdir), "apply", &file(name), &values, &[])?;
+    }
+    wait_for(
+        "cluster2's user certificate is signed",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let requests = admin2.get_json(&["certificatesigningrequests"])?;
+            Ok(
+                if requests
+                    .iter()
+                    .any(|r| r["status"]["certificate"].is_string())
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{} requests, none signed", requests.len()))
+                },
+            )
+        },
+    )
+    .await?;
+    assert_eq!(
+        names(&admin2.get_json(&["roles", "-n", NAMESPACE])?),
+        ["lc1-role0"]
+    );
+    assert_eq!(
+        sim_writes(&bed, "cluster1").await?,
+        writes_before,
+        "the update sends nothing to the cluster that already had everything"
+    );
+    let kubeconfig2 = api
+        .get(&format!(
+            "{CLOUD}/cluster-references/cluster2-ref/kubeconfig"
+        ))
+        .await?
+        .expect(StatusCode::OK, "cluster2's kubeconfig")?
+        .body;
+    let user_config2 = scratch.join("user-1-cluster2.kubeconfig");
+    std::fs::write(&user_config2, &kubeconfig2)?;
+    let (ok, _, err) = kubectl_as(&user_config2, &["get", "configmaps"])?;
+    ensure!(ok, "the user works on cluster2 too: {err}");
+
+    // A group deploys into the cloud's namespace, on both clusters.
+    for name in [
+        "deployment-intent.yaml",
+        "instantiate-deployment-intent.yaml",
+    ] {
+        ctl.file_in(Some(&workdir), "apply", &file(name), &values, &[])?;
+    }
+    wait_for(
+        "the group is Instantiated",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async {
+            let status = api.status(GROUP, "status=deployed&output=summary").await?;
+            Ok(if status["deployedStatus"] == "Instantiated" {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+    for admin in [&admin1, &admin2] {
+        let deployed =
+            admin.get_json(&["configmaps", "-n", NAMESPACE, "-l", "emco/deployment-id"])?;
+        ensure!(
+            !deployed.is_empty(),
+            "the chart's objects are in the cloud's namespace"
+        );
+    }
+
+    // Not under a running group; then the group, then the cloud.
+    let refused = api
+        .post_json(&format!("{CLOUD}/terminate"), &Value::Null)
+        .await?;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    api.post_json(&format!("{GROUP}/terminate"), &Value::Null)
+        .await?
+        .expect(StatusCode::ACCEPTED, "terminate the group")?;
+    wait_for(
+        "the group is Terminated",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async {
+            let status = api.status(GROUP, "status=deployed&output=summary").await?;
+            Ok(if status["deployedStatus"] == "Terminated" {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+    api.post_json(&format!("{CLOUD}/terminate"), &Value::Null)
+        .await?
+        .expect(StatusCode::ACCEPTED, "terminate the cloud")?;
+    wait_for(
+        "the cloud's objects are gone",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async {
+            let mut left = Vec::new();
+            for admin in [&admin1, &admin2] {
+                left.extend(names(&admin.get_json(&["certificatesigningrequests"])?));
+                left.extend(
+                    names(&admin.get_json(&["namespaces"])?)
+                        .into_iter()
+                        .filter(|name| name == NAMESPACE),
+                );
+            }
+            Ok(if left.is_empty() {
+                Ok(())
+            } else {
+                Err(left.join(", "))
+            })
+        },
+    )
+    .await?;
+    let gone = api
+        .get(&format!(
+            "{CLOUD}/cluster-references/cluster1-ref/kubeconfig"
+        ))
+        .await?;
+    assert_eq!(gone.status, StatusCode::CONFLICT, "{}", gone.body);
+    Ok(())
+}
