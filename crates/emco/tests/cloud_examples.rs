@@ -333,3 +333,162 @@ async fn dcm_advanced_standard_cloud_gives_its_user_a_namespace_and_a_working_ku
     assert_eq!(gone.status, StatusCode::CONFLICT, "{}", gone.body);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/single-cluster: the prerequisites of each logical cloud kind
+// ---------------------------------------------------------------------------------------------
+
+/// Upstream's generated single-cluster values with the simulator's kubeconfig.
+fn single_cluster_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
+    let source = generated("examples/single-cluster/values.yaml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = match line.split_once(':') {
+            Some((key, value)) if value.contains("/path/to/") => {
+                format!("{key}: {}", sim.kubeconfig("cluster1").display())
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = scratch.join("values.yaml");
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+/// `templates/prerequisites-common.yaml`, `templates/prerequisites-lc-{kind}.yaml` and
+/// `instantiate-lc.yaml`, unchanged; returns the bed, once the cloud is Instantiated.
+async fn single_cluster_cloud(kind: &str) -> anyhow::Result<(Bed, PathBuf)> {
+    let bed = Bed::start_with(1, "cluster", "1s", &["--tls"]).await?;
+    let values = single_cluster_values(bed.scratch(), &bed.sim)?;
+    let ctl = Emcoctl::new(&bed.hub.base_url, bed.scratch())?;
+    for name in [
+        "templates/prerequisites-common.yaml",
+        &format!("templates/prerequisites-lc-{kind}.yaml"),
+        "instantiate-lc.yaml",
+    ] {
+        ctl.file_in(
+            None,
+            "apply",
+            &upstream_example(&format!("single-cluster/{name}")),
+            &values,
+            &[],
+        )?;
+    }
+    Ok((bed, values))
+}
+
+async fn user_kubeconfig(bed: &Bed) -> anyhow::Result<PathBuf> {
+    let kubeconfig = wait_for(
+        "the user's kubeconfig",
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+        || async {
+            let answer = bed
+                .api
+                .get(&format!(
+                    "{CLOUD}/cluster-references/cluster1-ref/kubeconfig"
+                ))
+                .await?;
+            Ok(if answer.status == StatusCode::OK {
+                Ok(answer.body)
+            } else {
+                Err(format!("{}: {}", answer.status, answer.body))
+            })
+        },
+    )
+    .await?;
+    let path = bed.scratch().join("user-1.kubeconfig");
+    std::fs::write(&path, kubeconfig)?;
+    Ok(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_cluster_privileged_cloud_grants_its_namespaces_and_the_cluster()
+-> anyhow::Result<()> {
+    let (bed, _) = single_cluster_cloud("privileged").await?;
+    let user = user_kubeconfig(&bed).await?;
+    let admin = Kubectl::new(bed.sim.kubeconfig("cluster1"), bed.scratch());
+    assert_eq!(
+        names(&admin.get_json(&["roles", "-n", "privileged-lc-ns"])?),
+        ["lc1-role0"]
+    );
+    assert_eq!(
+        names(&admin.get_json(&["roles", "-n", "kube-system"])?),
+        ["lc1-role1"]
+    );
+    ensure!(
+        names(&admin.get_json(&["clusterroles"])?).contains(&"lc1-clusterRole2".to_owned()),
+        "the cluster-wide permission is a ClusterRole"
+    );
+    let bindings = admin.get_json(&["clusterrolebindings"])?;
+    let binding = bindings
+        .iter()
+        .find(|b| b["metadata"]["name"] == "lc1-clusterRoleBinding2")
+        .context("the ClusterRoleBinding")?;
+    assert_eq!(binding["roleRef"]["name"], "lc1-clusterRole2");
+    // Cluster-wide: the user lists namespaces and works in kube-system.
+    let (ok, out, err) = kubectl_as(&user, &["get", "namespaces"])?;
+    ensure!(ok && out.contains("privileged-lc-ns"), "{out} {err}");
+    let (ok, _, err) = kubectl_as(
+        &user,
+        &[
+            "create",
+            "configmap",
+            "x",
+            "-n",
+            "kube-system",
+            "--from-literal=a=b",
+        ],
+    )?;
+    ensure!(ok, "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_cluster_standard_cloud_keeps_its_user_in_its_namespace() -> anyhow::Result<()> {
+    let (bed, _) = single_cluster_cloud("standard").await?;
+    let user = user_kubeconfig(&bed).await?;
+    let admin = Kubectl::new(bed.sim.kubeconfig("cluster1"), bed.scratch());
+    assert_eq!(
+        names(&admin.get_json(&["roles", "-n", "standard-lc-ns"])?),
+        ["lc1-role0"]
+    );
+    ensure!(
+        !names(&admin.get_json(&["clusterroles"])?)
+            .iter()
+            .any(|name| name.starts_with("lc1-")),
+        "a standard cloud has no cluster-wide role"
+    );
+    let (ok, _, err) = kubectl_as(&user, &["get", "deployments"])?;
+    ensure!(ok, "in its namespace: {err}");
+    let (ok, _, err) = kubectl_as(&user, &["get", "configmaps", "-n", "kube-system"])?;
+    ensure!(!ok && err.contains("forbidden"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_cluster_admin_cloud_creates_nothing_and_has_no_user_kubeconfig()
+-> anyhow::Result<()> {
+    let (bed, _) = single_cluster_cloud("admin").await?;
+    let status = bed
+        .api
+        .get(&format!("{CLOUD}/status"))
+        .await?
+        .expect(StatusCode::OK, "status")?
+        .json()?;
+    assert_eq!(status["status"], "Instantiated");
+    let admin = Kubectl::new(bed.sim.kubeconfig("cluster1"), bed.scratch());
+    ensure!(admin.get_json(&["certificatesigningrequests"])?.is_empty());
+    let answer = bed
+        .api
+        .get(&format!(
+            "{CLOUD}/cluster-references/cluster1-ref/kubeconfig"
+        ))
+        .await?;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    Ok(())
+}
