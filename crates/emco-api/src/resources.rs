@@ -168,6 +168,7 @@ pub async fn create(
     if key.kind != "deploymentIntentGroup" {
         crate::lifecycle::revoke_approval(&state, &key).await?;
     }
+    tell_cluster_controllers(&state, &key, emco_deploy::clm::ClusterEvent::Created).await;
     Ok((StatusCode::CREATED, axum::Json(stored.data)).into_response())
 }
 
@@ -191,10 +192,11 @@ pub async fn update(
     }
     let (stored, how) = state.repo.upsert(&key, body.json, blob).await?;
     crate::lifecycle::revoke_approval(&state, &key).await?;
-    let status = match how {
-        Upserted::Created => StatusCode::CREATED,
-        Upserted::Updated => StatusCode::OK,
+    let (status, event) = match how {
+        Upserted::Created => (StatusCode::CREATED, emco_deploy::clm::ClusterEvent::Created),
+        Upserted::Updated => (StatusCode::OK, emco_deploy::clm::ClusterEvent::Updated),
     };
+    tell_cluster_controllers(&state, &key, event).await;
     Ok((status, axum::Json(stored.data)).into_response())
 }
 
@@ -480,7 +482,27 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let key = key_from_path(kind, &params, &[])?;
     delete_one(&state, &key).await?;
+    tell_cluster_controllers(&state, &key, emco_deploy::clm::ClusterEvent::Deleted).await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A cluster was stored or deleted: the cluster-manager controllers registered at
+/// `/v2/clm-controllers` are told (see `emco_deploy::clm`); what they could not be told is
+/// logged, and the change stands.
+async fn tell_cluster_controllers(
+    state: &AppState,
+    key: &ResourceKey,
+    event: emco_deploy::clm::ClusterEvent,
+) {
+    if key.kind != "cluster" {
+        return;
+    }
+    let (Some(provider), Some(cluster)) = (key.get("clusterProvider"), key.get("cluster")) else {
+        return;
+    };
+    for problem in emco_deploy::clm::publish(&state.repo, provider, cluster, event).await {
+        tracing::warn!(%problem, "cluster-manager controller not told");
+    }
 }
 
 /// Deletes one resource. A deployment intent group must also have finished terminating, and its
@@ -509,6 +531,7 @@ pub async fn delete_all(
     let parent = parent_key(kind, &params)?;
     for item in list_checked(&state, kind, &parent).await? {
         delete_one(&state, &item.key).await?;
+        tell_cluster_controllers(&state, &item.key, emco_deploy::clm::ClusterEvent::Deleted).await;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

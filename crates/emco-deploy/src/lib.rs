@@ -13,6 +13,7 @@
 //! Status joins the group's lifecycle, the stored context and the synchronizer's report into
 //! upstream's status-query format ([`emco_core::status`]).
 
+pub mod clm;
 pub mod cloud;
 pub mod controllers;
 pub mod dtc;

@@ -7,7 +7,9 @@
 //!   the server's Service, and kubectl shows it pointing at the server's cluster;
 //! - `examples/gpu-placement`, an external placement controller the hub calls over gRPC,
 //!   registered through `/v2/controllers` with its own schema and resources;
-//! - an external action controller (served by the test) changing and adding objects per cluster.
+//! - an external action controller (served by the test) changing and adding objects per cluster;
+//! - `examples/clm-events`, cluster-manager controllers told of clusters created, updated and
+//!   deleted, in priority order, a controller that is down stopping nothing.
 
 #[allow(dead_code)]
 mod support;
@@ -589,5 +591,79 @@ async fn an_external_action_controller_changes_and_adds_objects_per_cluster() ->
             json!({"cluster": format!("edge{index}"), "intent": "blue"})
         );
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster-manager controllers: examples/clm-events
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_manager_controllers_are_told_of_cluster_changes_in_priority_order()
+-> anyhow::Result<()> {
+    let bed = support::Bed::start(1, "edge-", "1s").await?;
+    let api = &bed.api;
+    // Two example controllers, and one registered controller that is down.
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut controllers = Vec::new();
+    for (name, priority) in [("second", 2), ("first", 1)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let seen = order.clone();
+        let controller = clm_events::ClmEvents::default().with_callback(move |event| {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(format!("{name}:{}:{}", event.event, event.cluster));
+            }
+        });
+        tokio::spawn(clm_events::serve(listener, controller.clone()));
+        api.create(
+            "/v2/clm-controllers",
+            &json!({"metadata": {"name": name}, "spec": {"host": "127.0.0.1", "port": port, "priority": priority}}),
+        )
+        .await?;
+        controllers.push(controller);
+    }
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let dead_port = closed.local_addr()?.port();
+    drop(closed);
+    api.create(
+        "/v2/clm-controllers",
+        &json!({"metadata": {"name": "down"}, "spec": {"host": "127.0.0.1", "port": dead_port, "priority": 0}}),
+    )
+    .await?;
+
+    // Created (the controller that is down does not stop it), updated, deleted.
+    api.clusters(&bed.sim, "provider1", &["edge-1"], None)
+        .await?;
+    let cluster = "/v2/cluster-providers/provider1/clusters/edge-1";
+    let updated = bed
+        .client
+        .put(format!("{}{cluster}", api.base_url))
+        .json(&json!({"metadata": {"name": "edge-1", "description": "moved to rack 2"}}))
+        .send()
+        .await?;
+    ensure!(
+        updated.status() == reqwest::StatusCode::OK,
+        "PUT: {}",
+        updated.status()
+    );
+    api.delete(cluster)
+        .await?
+        .expect(reqwest::StatusCode::NO_CONTENT, "delete")?;
+
+    let seen = order.lock().map(|seen| seen.clone()).unwrap_or_default();
+    assert_eq!(
+        seen,
+        [
+            "first:CLUSTER_CREATED:edge-1",
+            "second:CLUSTER_CREATED:edge-1",
+            "first:CLUSTER_UPDATED:edge-1",
+            "second:CLUSTER_UPDATED:edge-1",
+            "first:CLUSTER_DELETED:edge-1",
+            "second:CLUSTER_DELETED:edge-1",
+        ],
+        "each event once per controller, lowest priority number first"
+    );
+    assert_eq!(controllers[0].events()[0].provider, "provider1");
     Ok(())
 }
