@@ -90,27 +90,17 @@ const DIG_ACTIONS: &[(&str, Action)] = &[
     ("rollback", Action::Rollback),
     ("migrate", Action::Migrate),
 ];
-/// Logical cloud actions not implemented yet.
-const LC_ACTIONS: &[&str] = &["stop"];
 const CLUSTER_PATH: &str = "/v2/cluster-providers/{clusterProvider}/clusters/{cluster}";
 /// Network (ncm) actions on one cluster.
 const CLUSTER_ACTIONS: &[&str] = &["apply", "terminate", "stop"];
 
 /// Actions routed to [`lifecycle::unavailable_action`]: (item path, kind, actions, what is missing).
-const UNAVAILABLE: &[(&str, &str, &[&str], &str)] = &[
-    (
-        LC_PATH,
-        "logicalCloud",
-        LC_ACTIONS,
-        "logical cloud deployment (EMCO-rs issue #8)",
-    ),
-    (
-        CLUSTER_PATH,
-        "cluster",
-        CLUSTER_ACTIONS,
-        "network deployment (ncm)",
-    ),
-];
+const UNAVAILABLE: &[(&str, &str, &[&str], &str)] = &[(
+    CLUSTER_PATH,
+    "cluster",
+    CLUSTER_ACTIONS,
+    "network deployment (ncm)",
+)];
 
 /// Every route the hub serves.
 pub fn route_table() -> Vec<RouteDoc> {
@@ -304,6 +294,19 @@ pub fn route_table() -> Vec<RouteDoc> {
         (409, "not instantiated"),
     ];
     out.push(update);
+    let mut stop = doc(
+        "POST",
+        format!("{LC_PATH}/stop"),
+        "stop_logicalCloud".into(),
+        "End the retries of a logical cloud's running instantiate, update or terminate".into(),
+        "lifecycle",
+    );
+    stop.responses = vec![
+        (202, "accepted"),
+        (404, "not found"),
+        (409, "nothing running"),
+    ];
+    out.push(stop);
     let mut lc_status = doc(
         "GET",
         format!("{LC_PATH}/status"),
@@ -313,17 +316,6 @@ pub fn route_table() -> Vec<RouteDoc> {
     );
     lc_status.responses = vec![(200, "status"), (404, "not found")];
     out.push(lc_status);
-    for action in LC_ACTIONS {
-        let mut d = doc(
-            "POST",
-            format!("{LC_PATH}/{action}"),
-            format!("{action}_logicalCloud"),
-            format!("{action} a logical cloud"),
-            "lifecycle",
-        );
-        d.responses = vec![(404, "not found"), (501, "not available yet")];
-        out.push(d);
-    }
     for action in CLUSTER_ACTIONS {
         let mut d = doc(
             "POST",
@@ -457,6 +449,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     }
     router = router.route(&format!("{LC_PATH}/status"), get(lifecycle::cloud_status));
     router = router.route(&format!("{LC_PATH}/update"), post(lifecycle::cloud_update));
+    router = router.route(&format!("{LC_PATH}/stop"), post(lifecycle::cloud_stop));
     router = router.route(
         &format!("{LC_PATH}/cluster-references/{{clusterReference}}/kubeconfig"),
         get(lifecycle::cloud_kubeconfig),

@@ -394,6 +394,23 @@ pub async fn cloud_update(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
+/// `POST .../logical-clouds/{lc}/stop`: ends the retries of a standard or privileged cloud's
+/// running instantiate, update or terminate (an admin cloud never has one: 409).
+pub async fn cloud_stop(
+    State(state): State<AppState>,
+    Path(params): PathParams,
+) -> ApiResult<Response> {
+    let key = key_of("logicalCloud", &params)?;
+    let cloud = state.repo.get(&key).await?;
+    if emco_core::lifecycle::is_admin_cloud(&cloud.data) {
+        return Err(ApiError::Conflict(format!(
+            "{key} is an admin cloud: nothing of it runs on the clusters to stop"
+        )));
+    }
+    deployer(&state)?.stop_cloud(&key).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
 /// `GET .../logical-clouds/{lc}/cluster-references/{ref}/kubeconfig`: the cloud user's
 /// kubeconfig (YAML) for that cluster.
 pub async fn cloud_kubeconfig(

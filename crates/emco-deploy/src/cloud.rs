@@ -208,6 +208,36 @@ impl Deployer {
         Ok(())
     }
 
+    /// `POST .../logical-clouds/{lc}/stop`: ends the retries of the cloud's running
+    /// instantiate, update or terminate (a cluster that cannot be reached); the run then
+    /// finishes as failed, and what it did stays recorded.
+    pub async fn stop_cloud(&self, key: &ResourceKey) -> Result<(), DeployError> {
+        let _serialised = self.lock_group(key).await;
+        self.repo.get(key).await?;
+        let (status, _) = self.cloud_state(key).await?;
+        let running = match &status.context {
+            Some(context) => self.engine.run_status(context).await?,
+            None => None,
+        };
+        match (running, &status.context) {
+            (
+                Some(
+                    emco_core::status::AppContextStatus::Instantiating
+                    | emco_core::status::AppContextStatus::Updating
+                    | emco_core::status::AppContextStatus::Terminating,
+                ),
+                Some(context),
+            ) => {
+                self.engine.stop(context).await?;
+                Ok(())
+            }
+            (other, _) => Err(DeployError::Conflict(format!(
+                "{key} is not instantiating, updating or terminating ({})",
+                other.map_or("nothing running".to_owned(), |s| format!("{s:?}"))
+            ))),
+        }
+    }
+
     /// The status of a standard or privileged cloud's context run, if it has one.
     pub async fn cloud_run(
         &self,

@@ -492,3 +492,78 @@ async fn single_cluster_admin_cloud_creates_nothing_and_has_no_user_kubeconfig()
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_whose_cluster_cannot_be_reached_can_be_stopped() -> anyhow::Result<()> {
+    let bed = Bed::start(1, "cluster", "1s").await?;
+    let api = &bed.api;
+    api.create(
+        "/v2/projects",
+        &serde_json::json!({"metadata": {"name": "proj1"}}),
+    )
+    .await?;
+    api.clusters(&bed.sim, "provider1", &["cluster1"], None)
+        .await?;
+    api.create(
+        "/v2/projects/proj1/logical-clouds",
+        &serde_json::json!({"metadata": {"name": "lc1"},
+            "spec": {"namespace": "ns1", "user": {"userName": "user-1", "type": "certificate"}}}),
+    )
+    .await?;
+    api.create(
+        &format!("{CLOUD}/cluster-references"),
+        &serde_json::json!({"metadata": {"name": "cluster1-ref"},
+            "spec": {"clusterProvider": "provider1", "cluster": "cluster1", "loadbalancerIp": "0.0.0.0"}}),
+    )
+    .await?;
+    let nothing = api
+        .post_json(&format!("{CLOUD}/stop"), &Value::Null)
+        .await?;
+    assert_eq!(nothing.status, StatusCode::CONFLICT, "{}", nothing.body);
+
+    bed.sim
+        .set_faults(
+            &bed.client,
+            "cluster1",
+            serde_json::json!({"unreachable": "refuse"}),
+        )
+        .await?;
+    api.post_json(&format!("{CLOUD}/instantiate"), &Value::Null)
+        .await?
+        .expect(StatusCode::ACCEPTED, "instantiate")?;
+    let status = api
+        .get(&format!("{CLOUD}/status"))
+        .await?
+        .expect(StatusCode::OK, "status")?
+        .json()?;
+    assert_eq!(status["deployedStatus"], "Instantiating", "{status}");
+    api.post_json(&format!("{CLOUD}/stop"), &Value::Null)
+        .await?
+        .expect(StatusCode::ACCEPTED, "stop")?;
+    wait_for(
+        "the stopped instantiate ends failed",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let status = api
+                .get(&format!("{CLOUD}/status"))
+                .await?
+                .expect(StatusCode::OK, "status")?
+                .json()?;
+            Ok(if status["deployedStatus"] == "InstantiateFailed" {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+    // Nothing reached the cluster, so the user has no certificate yet.
+    let answer = api
+        .get(&format!(
+            "{CLOUD}/cluster-references/cluster1-ref/kubeconfig"
+        ))
+        .await?;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+    Ok(())
+}
