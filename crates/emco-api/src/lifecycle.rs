@@ -313,51 +313,32 @@ async fn refuse_while_deployed_to(state: &AppState, cloud: &ResourceKey) -> ApiR
     Ok(())
 }
 
-/// `GET .../logical-clouds/{lc}/status`: the cloud's state and, for a standard or privileged
-/// cloud, how its objects fare on the clusters (`deployedStatus`, `readyStatus`, per cluster).
+/// `GET .../logical-clouds/{lc}/status`: upstream's status format (the queries of a group's
+/// status), headed by `project` and `logicalCloud`.
 pub async fn cloud_status(
     State(state): State<AppState>,
     Path(params): PathParams,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     let key = key_of("logicalCloud", &params)?;
-    let (status, _) = load::<CloudStatus>(&state, &key).await?;
-    let mut answer = json!({
-        "project": key.get("project"),
-        "name": key.name(),
-        "status": status.state,
-        "states": { "actions": status.actions },
-    });
-    if let (Some(deployer), Some(_)) = (state.deployer.as_deref(), &status.context)
-        && let Some(run) = deployer.cloud_run(&key).await?
-    {
-        let clusters: Vec<serde_json::Value> = run
-            .apps
-            .iter()
-            .flat_map(|app| &app.clusters)
-            .map(|cluster| {
-                let ready = cluster
-                    .resources
-                    .iter()
-                    .all(|r| r.ready == Some(emco_core::status::ReadyStatus::Ready));
-                json!({
-                    "clusterProvider": cluster.provider,
-                    "cluster": cluster.cluster,
-                    "readyStatus": if ready { "Ready" } else { "NotReady" },
-                    "resources": cluster.resources.iter().map(|r| json!({
-                        "GVK": r.gvk,
-                        "name": r.name,
-                        "deployedStatus": r.deployed,
-                        "readyStatus": r.ready,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let all_ready = clusters.iter().all(|c| c["readyStatus"] == "Ready");
-        answer["deployedStatus"] = json!(run.status);
-        answer["readyStatus"] = json!(if all_ready { "Ready" } else { "NotReady" });
-        answer["clusters"] = json!(clusters);
+    let mut query: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, value) in pairs {
+        query.entry(name).or_default().push(value);
     }
-    Ok(axum::Json(answer).into_response())
+    match state.deployer.as_deref() {
+        Some(deployer) => {
+            Ok(axum::Json(deployer.cloud_status(&key, &query).await?).into_response())
+        }
+        None => {
+            let (status, _) = load::<CloudStatus>(&state, &key).await?;
+            Ok(axum::Json(json!({
+                "project": key.get("project"),
+                "logicalCloud": key.name(),
+                "states": { "actions": status.actions },
+            }))
+            .into_response())
+        }
+    }
 }
 
 /// `POST .../logical-clouds/{lc}/update`: a standard or privileged cloud's clusters are brought

@@ -443,7 +443,8 @@ async fn admin_logical_cloud_lifecycle() {
     );
     let status: Value =
         serde_json::from_str(&hub.ok("GET", &format!("{lc}/status"), None).await).unwrap();
-    assert_eq!(status["status"], "Instantiated");
+    assert_eq!(status["logicalCloud"], "admin");
+    assert_eq!(status["states"]["actions"][0]["state"], "Instantiated");
     let (status, text) = hub.call("DELETE", lc, None).await;
     assert_eq!(
         status,

@@ -631,6 +631,10 @@ pub struct CloudStatus {
 pub struct CloudActionRecord {
     pub state: CloudState,
     pub time: String,
+    /// The context the action worked on (standard and privileged clouds; served as
+    /// `instance`, as for groups).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 impl CloudStatus {
@@ -653,7 +657,11 @@ impl CloudStatus {
             (CloudAction::Terminate, _) => return refuse("it is not instantiated"),
         };
         self.state = next;
-        self.actions.push(CloudActionRecord { state: next, time });
+        self.actions.push(CloudActionRecord {
+            state: next,
+            time,
+            instance: String::new(),
+        });
         self.delete_blocked = (next == CloudState::Instantiated)
             .then(|| "the logical cloud is instantiated; terminate it first".to_owned());
         Ok(())

@@ -76,6 +76,9 @@ impl Deployer {
         status
             .apply(CloudAction::Instantiate, now())
             .map_err(|e| DeployError::Conflict(e.to_string()))?;
+        if let Some(action) = status.actions.last_mut() {
+            action.instance = context.id.clone();
+        }
         status.context = Some(context.id.clone());
         status.label_context = Some(context.id.clone());
         status.user_key = Some(sealed);
@@ -188,6 +191,9 @@ impl Deployer {
         status
             .apply(CloudAction::Terminate, now())
             .map_err(|e| DeployError::Conflict(e.to_string()))?;
+        if let (Some(action), Some(context)) = (status.actions.last_mut(), &status.context) {
+            action.instance = context.clone();
+        }
         let ops = match &status.context {
             Some(context) => {
                 let label = status.label_context.as_deref().unwrap_or(context);
@@ -236,6 +242,92 @@ impl Deployer {
                 other.map_or("nothing running".to_owned(), |s| format!("{s:?}"))
             ))),
         }
+    }
+
+    /// `GET .../logical-clouds/{lc}/status`, in upstream's status format (the same queries as a
+    /// group's: `status=ready|deployed`, `output=summary|all|detail`, `instance`, `cluster`,
+    /// `resource`, `apps`/`clusters`/`resources` lists), headed by `project` and
+    /// `logicalCloud`. An admin cloud has no context: its states only.
+    pub async fn cloud_status(
+        &self,
+        key: &ResourceKey,
+        params: &std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<Value, DeployError> {
+        use emco_core::lifecycle::{ActionRecord, DigState, DigStatus};
+        use emco_core::status::{ContextInput, StatusInput, StatusQuery};
+        let query =
+            StatusQuery::parse(params).map_err(|e| DeployError::BadRequest(e.to_string()))?;
+        self.repo.get(key).await?;
+        let (cloud_status, _) = self.cloud_state(key).await?;
+        let state_of = |state: CloudState| match state {
+            CloudState::Created => DigState::Created,
+            CloudState::Instantiated => DigState::Instantiated,
+            CloudState::Terminated => DigState::Terminated,
+        };
+        let lifecycle = DigStatus {
+            state: state_of(cloud_status.state),
+            actions: cloud_status
+                .actions
+                .iter()
+                .enumerate()
+                .map(|(index, action)| ActionRecord {
+                    state: state_of(action.state),
+                    time: action.time.clone(),
+                    revision: index as u64 + 1,
+                    instance: action.instance.clone(),
+                })
+                .collect(),
+            revision: cloud_status.revision,
+            delete_blocked: None,
+            status_context_id: cloud_status.label_context.clone().unwrap_or_default(),
+        };
+        let mut input = StatusInput {
+            dig_id: String::new(),
+            project: key.get("project").unwrap_or_default().to_owned(),
+            composite_app: String::new(),
+            composite_app_version: String::new(),
+            composite_profile: String::new(),
+            name: String::new(),
+            action_instances: lifecycle
+                .actions
+                .iter()
+                .map(|a| a.instance.clone())
+                .collect(),
+            status_context_id: lifecycle.status_context_id.clone(),
+            lifecycle,
+            context: None,
+        };
+        let selected = match &query.instance {
+            Some(_) => input
+                .context_to_load(query.instance.as_deref())
+                .map_err(|e| DeployError::NotFound(e.to_string()))?
+                .map(str::to_owned),
+            None => cloud_status.context.clone(),
+        };
+        if let Some(id) = selected {
+            input.context = match self.engine.report(&id).await? {
+                Some(report) => Some(ContextInput {
+                    context_id: id,
+                    status: report.status,
+                    apps: report.apps,
+                }),
+                None => None,
+            };
+        }
+        let mut rendered = emco_core::status::render(&query, &input)
+            .map_err(|e| DeployError::BadRequest(e.to_string()))?;
+        if let Some(fields) = rendered.as_object_mut() {
+            // Upstream's LogicalCloudStatus: project and logicalCloud first, then the result.
+            let mut headed = serde_json::Map::new();
+            if let Some(project) = fields.remove("project") {
+                headed.insert("project".into(), project);
+            }
+            headed.insert("logicalCloud".into(), Value::String(key.name().to_owned()));
+            fields.remove("digId");
+            headed.extend(std::mem::take(fields));
+            *fields = headed;
+        }
+        Ok(rendered)
     }
 
     /// The status of a standard or privileged cloud's context run, if it has one.

@@ -114,7 +114,7 @@ async fn dcm_advanced_standard_cloud_gives_its_user_a_namespace_and_a_working_ku
         Duration::from_millis(250),
         || async {
             let status = api
-                .get(&format!("{CLOUD}/status"))
+                .get(&format!("{CLOUD}/status?status=ready"))
                 .await?
                 .expect(StatusCode::OK, "cloud status")?
                 .json()?;
@@ -126,8 +126,33 @@ async fn dcm_advanced_standard_cloud_gives_its_user_a_namespace_and_a_working_ku
         },
     )
     .await?;
-    assert_eq!(status["status"], "Instantiated");
-    assert_eq!(status["deployedStatus"], "Instantiated");
+    assert_eq!(status["project"], "proj1");
+    assert_eq!(status["logicalCloud"], "lc1");
+    assert_eq!(status["deployedStatus"], "Instantiated", "{status}");
+    // The same queries as a group's status: one cluster's resources, counted.
+    let summary = api
+        .get(&format!(
+            "{CLOUD}/status?status=deployed&output=all&cluster=provider1%2Bcluster1"
+        ))
+        .await?
+        .expect(StatusCode::OK, "cloud status")?
+        .json()?;
+    assert_eq!(summary["deployedCounts"]["Applied"], 4, "{summary}");
+    let resources: Vec<&str> = summary["apps"][0]["clusters"][0]["resources"]
+        .as_array()
+        .context("resources")?
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            NAMESPACE,
+            "lc1-role0",
+            "lc1-roleBinding0",
+            "lc1-standard-lc-ns-user-csr"
+        ]
+    );
 
     // What the cloud put on cluster1, as the administrator sees it; cluster2 is not in it.
     let admin1 = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
@@ -480,7 +505,15 @@ async fn single_cluster_admin_cloud_creates_nothing_and_has_no_user_kubeconfig()
         .await?
         .expect(StatusCode::OK, "status")?
         .json()?;
-    assert_eq!(status["status"], "Instantiated");
+    assert_eq!(status["logicalCloud"], "lc1");
+    assert_eq!(
+        status["states"]["actions"][0]["state"], "Instantiated",
+        "{status}"
+    );
+    ensure!(
+        status.get("deployedStatus").is_none(),
+        "nothing deployed: {status}"
+    );
     let admin = Kubectl::new(bed.sim.kubeconfig("cluster1"), bed.scratch());
     ensure!(admin.get_json(&["certificatesigningrequests"])?.is_empty());
     let answer = bed
@@ -532,7 +565,7 @@ async fn a_cloud_whose_cluster_cannot_be_reached_can_be_stopped() -> anyhow::Res
         .await?
         .expect(StatusCode::ACCEPTED, "instantiate")?;
     let status = api
-        .get(&format!("{CLOUD}/status"))
+        .get(&format!("{CLOUD}/status?status=deployed"))
         .await?
         .expect(StatusCode::OK, "status")?
         .json()?;
@@ -546,7 +579,7 @@ async fn a_cloud_whose_cluster_cannot_be_reached_can_be_stopped() -> anyhow::Res
         Duration::from_millis(200),
         || async {
             let status = api
-                .get(&format!("{CLOUD}/status"))
+                .get(&format!("{CLOUD}/status?status=deployed"))
                 .await?
                 .expect(StatusCode::OK, "status")?
                 .json()?;
