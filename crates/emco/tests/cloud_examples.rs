@@ -303,59 +303,62 @@ async fn dcm_advanced_standard_cloud_gives_its_user_a_namespace_and_a_working_ku
         );
     }
 
-    // Not under a running group; then the group, then the cloud.
+    // Not under a running group.
     let refused = api
         .post_json(&format!("{CLOUD}/terminate"), &Value::Null)
         .await?;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    api.post_json(&format!("{GROUP}/terminate"), &Value::Null)
-        .await?
-        .expect(StatusCode::ACCEPTED, "terminate the group")?;
-    wait_for(
-        "the group is Terminated",
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        || async {
-            let status = api.status(GROUP, "status=deployed&output=summary").await?;
-            Ok(if status["deployedStatus"] == "Terminated" {
-                Ok(())
-            } else {
-                Err(status.to_string())
-            })
-        },
-    )
-    .await?;
-    api.post_json(&format!("{CLOUD}/terminate"), &Value::Null)
-        .await?
-        .expect(StatusCode::ACCEPTED, "terminate the cloud")?;
-    wait_for(
-        "the cloud's objects are gone",
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        || async {
-            let mut left = Vec::new();
-            for admin in [&admin1, &admin2] {
-                left.extend(names(&admin.get_json(&["certificatesigningrequests"])?));
-                left.extend(
-                    names(&admin.get_json(&["namespaces"])?)
-                        .into_iter()
-                        .filter(|name| name == NAMESPACE),
-                );
-            }
-            Ok(if left.is_empty() {
-                Ok(())
-            } else {
-                Err(left.join(", "))
-            })
-        },
-    )
-    .await?;
+
+    // The README's last steps, in its order: terminate and delete the group, terminate the
+    // cloud, delete its cluster references and the prerequisites.
+    let delete = |name: &str, wait: bool| -> anyhow::Result<()> {
+        let file = file(name);
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "delete".as_ref(),
+            "-f".as_ref(),
+            file.as_os_str(),
+            "-v".as_ref(),
+            values.as_os_str(),
+        ];
+        if wait {
+            args.push(std::ffi::OsStr::new("-w"));
+            args.push(std::ffi::OsStr::new("5"));
+        }
+        let out = ctl.run_in(Some(&workdir), &args)?;
+        ensure!(
+            out.code == Some(0),
+            "emcoctl delete -f {name}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        Ok(())
+    };
+    delete("instantiate-deployment-intent.yaml", true)?;
+    delete("deployment-intent.yaml", false)?;
+    delete("instantiate-lc.yaml", true)?;
+    // What the cloud put on the clusters is gone with its terminate.
+    let mut left = Vec::new();
+    for admin in [&admin1, &admin2] {
+        left.extend(names(&admin.get_json(&["certificatesigningrequests"])?));
+        left.extend(names(&admin.get_json(&["roles", "-A"])?));
+        left.extend(
+            names(&admin.get_json(&["namespaces"])?)
+                .into_iter()
+                .filter(|name| name == NAMESPACE),
+        );
+    }
+    ensure!(left.is_empty(), "left on the clusters: {left:?}");
     let gone = api
         .get(&format!(
             "{CLOUD}/cluster-references/cluster1-ref/kubeconfig"
         ))
         .await?;
     assert_eq!(gone.status, StatusCode::CONFLICT, "{}", gone.body);
+    delete("2ndcluster.yaml", false)?;
+    delete("1stcluster.yaml", false)?;
+    delete("prerequisites.yaml", false)?;
+    let cloud = api.get(CLOUD).await?;
+    assert_eq!(cloud.status, StatusCode::NOT_FOUND, "{}", cloud.body);
     Ok(())
 }
 
