@@ -159,7 +159,12 @@ async fn network_policy_example_admits_the_declared_client_on_the_servers_cluste
 /// The working directory `apply.sh` would leave: `values.yaml` (what `setup.sh create` writes,
 /// with the simulator's kubeconfigs) and `output/` with the charts and the service discovery
 /// profiles of the private (NodePort) or public (LoadBalancer) scenario.
-fn service_discovery_workdir(scratch: &Path, sim: &Sim, public: bool) -> anyhow::Result<PathBuf> {
+fn service_discovery_workdir(
+    scratch: &Path,
+    sim: &Sim,
+    public: bool,
+    cloud: &str,
+) -> anyhow::Result<PathBuf> {
     let workdir = scratch.join("sds");
     let output = workdir.join("output");
     std::fs::create_dir_all(&output)?;
@@ -191,7 +196,7 @@ fn service_discovery_workdir(scratch: &Path, sim: &Sim, public: bool) -> anyhow:
          RsyncPort: 30431\nDtcPort: 30448\nNpsPort: 30438\nSdsPort: 30439\n\
          HttpServerImageRepository: registry.example.com/my-custom-httptest-server\n\
          HttpClientImageRepository: registry.example.com/my-custom-httptest-client\n\
-         PublicCluster2: {public}\nLogicalCloud: default\n",
+         PublicCluster2: {public}\nLogicalCloud: {cloud}\n",
         sim.kubeconfig("cluster1").display(),
         sim.kubeconfig("cluster2").display(),
     );
@@ -201,19 +206,30 @@ fn service_discovery_workdir(scratch: &Path, sim: &Sim, public: bool) -> anyhow:
 
 /// `apply.sh` for logical cloud level 0, then the checks of upstream's README: the client's
 /// cluster has the server's Service by name, pointing where the server's cluster exposes it.
-async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
+/// `level1`: the `LC_LEVEL=1` scenario, a standard logical cloud `lc1` (namespace `ns1`, a
+/// permission, quotas) instead of the admin cloud `default`.
+async fn service_discovery_example(public: bool, level1: bool) -> anyhow::Result<()> {
+    let (cloud, namespace) = if level1 {
+        ("lc1", "ns1")
+    } else {
+        ("default", "default")
+    };
     let bed = support::Bed::start(2, "cluster", "1s").await?;
     let scratch = bed.scratch();
     let (sim, hub, api) = (&bed.sim, &bed.hub, &bed.api);
     let ctl = Emcoctl::new(&hub.base_url, scratch)?;
-    let workdir = service_discovery_workdir(scratch, sim, public)?;
+    let workdir = service_discovery_workdir(scratch, sim, public, cloud)?;
     let values = workdir.join("values.yaml");
     let file = |name: &str| upstream_example(&format!("dtc/service_discovery/{name}"));
     for name in [
         "controllers.yaml",
         "projects.yaml",
         "clusters.yaml",
-        "l0_logical_cloud/logicalclouds.yaml",
+        if level1 {
+            "l1_logical_cloud/logicalclouds.yaml"
+        } else {
+            "l0_logical_cloud/logicalclouds.yaml"
+        },
         "instantiatelc.yaml",
         "apps.yaml",
         "intents.yaml",
@@ -242,7 +258,7 @@ async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
     let cluster1 = Kubectl::new(sim.kubeconfig("cluster1"), scratch);
     let cluster2 = Kubectl::new(sim.kubeconfig("cluster2"), scratch);
     let server_service = cluster2
-        .get_json(&["services", "-n", "default"])?
+        .get_json(&["services", "-n", namespace])?
         .into_iter()
         .find(|s| s["metadata"]["name"] == "http-service")
         .context("the server's own Service")?;
@@ -263,7 +279,7 @@ async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
         Duration::from_secs(40),
         Duration::from_millis(250),
         || async {
-            let found = cluster1.get_json(&["endpoints", "-n", "default"])?;
+            let found = cluster1.get_json(&["endpoints", "-n", namespace])?;
             Ok(found
                 .into_iter()
                 .find(|e| e["metadata"]["name"] == "http-service")
@@ -277,7 +293,7 @@ async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
         json!([{"addresses": [{"ip": address}],
             "ports": [{"name": "tcp-30083", "port": 30083, "protocol": "TCP"}]}])
     );
-    let client_services = cluster1.get_json(&["services", "-n", "default"])?;
+    let client_services = cluster1.get_json(&["services", "-n", namespace])?;
     let service = client_services
         .iter()
         .find(|s| s["metadata"]["name"] == "http-service")
@@ -291,7 +307,14 @@ async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
     let printed = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(sim.kubeconfig("cluster1"))
-        .args(["get", "svc", "http-service", "--no-headers"])
+        .args([
+            "get",
+            "svc",
+            "http-service",
+            "--no-headers",
+            "-n",
+            namespace,
+        ])
         .output()?;
     let printed = String::from_utf8_lossy(&printed.stdout);
     ensure!(
@@ -300,6 +323,21 @@ async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
             && printed.contains("30083/TCP"),
         "kubectl get svc: {printed}"
     );
+    if level1 {
+        // The cloud's quota and the user's role are on both clusters, in its namespace.
+        for admin in [&cluster1, &cluster2] {
+            let quotas = admin.get_json(&["resourcequotas", "-n", namespace])?;
+            ensure!(
+                quotas
+                    .iter()
+                    .any(|q| q["metadata"]["name"] == "quota-1"
+                        && q["spec"]["hard"]["pods"] == "500"),
+                "the cloud's quota: {quotas:?}"
+            );
+            let roles = admin.get_json(&["roles", "-n", namespace])?;
+            ensure!(roles.iter().any(|r| r["metadata"]["name"] == "lc1-role0"));
+        }
+    }
     // nps runs too (priority 1, before sds): the server's policy, on the server's cluster.
     let policies = cluster2.get_json(&["networkpolicies", "-A"])?;
     assert_eq!(policies.len(), 1);
@@ -319,7 +357,7 @@ async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
         Duration::from_millis(250),
         || async {
             let left: Vec<String> = cluster1
-                .get_json(&["services,endpoints", "-n", "default"])?
+                .get_json(&["services,endpoints", "-n", namespace])?
                 .iter()
                 .filter(|o| o["metadata"]["name"] == "http-service")
                 .map(|o| o["kind"].to_string())
@@ -338,13 +376,18 @@ async fn service_discovery_example(public: bool) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_discovery_example_reaches_a_node_port_server_from_the_clients_cluster()
 -> anyhow::Result<()> {
-    service_discovery_example(false).await
+    service_discovery_example(false, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_discovery_example_reaches_a_load_balanced_server_from_the_clients_cluster()
 -> anyhow::Result<()> {
-    service_discovery_example(true).await
+    service_discovery_example(true, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_discovery_example_works_in_a_standard_logical_cloud() -> anyhow::Result<()> {
+    service_discovery_example(false, true).await
 }
 
 // ---------------------------------------------------------------------------------------------
