@@ -4,6 +4,7 @@
 //! Routes come from one table ([`route_table`]): the router and the OpenAPI document are both
 //! built from it.
 
+pub mod agent;
 pub mod body;
 pub mod error;
 pub mod lifecycle;
@@ -469,6 +470,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         }
     }
     router = router
+        .route(agent::PATH, axum::routing::put(agent::put).get(agent::get))
         .route(
             "/v2/schema/segments",
             post(schema_api::register).get(schema_api::list),

@@ -3,6 +3,7 @@
 
 pub mod appcontext;
 pub mod cloud;
+pub mod gitops;
 pub mod key;
 pub mod kinds;
 pub mod lifecycle;

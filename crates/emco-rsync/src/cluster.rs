@@ -89,6 +89,10 @@ pub enum ClusterError {
     /// failed); worth retrying.
     #[error("cluster {cluster}: unavailable: {message}")]
     Unavailable { cluster: String, message: String },
+    /// A GitOps cluster's repository could not be written or read (refused credentials, a
+    /// server that is down): retried, and the cluster shows as Retrying meanwhile.
+    #[error("cluster {cluster}: git: {message}")]
+    Git { cluster: String, message: String },
 }
 
 impl ClusterError {
@@ -105,9 +109,10 @@ impl ClusterError {
             // A CRD applied moments ago may not be served yet; the caller's attempt limit or
             // `stop` ends a kind that never appears.
             Self::UnknownKind { .. } => Retry::Backoff,
-            Self::Timeout { .. } | Self::Transport { .. } | Self::Unavailable { .. } => {
-                Retry::Backoff
-            }
+            Self::Timeout { .. }
+            | Self::Transport { .. }
+            | Self::Unavailable { .. }
+            | Self::Git { .. } => Retry::Backoff,
             Self::Api {
                 code, retry_after, ..
             } => match code {
@@ -121,7 +126,7 @@ impl ClusterError {
     /// to refusing one object): the synchronizer reports such a cluster as `Retrying`.
     pub fn is_connectivity(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Transport { .. } => true,
+            Self::Timeout { .. } | Self::Transport { .. } | Self::Git { .. } => true,
             Self::Api { code, .. } => matches!(code, 408 | 429 | 500..=599),
             _ => false,
         }
@@ -294,6 +299,17 @@ pub trait ClusterApi: Send + Sync {
     /// Approves the CertificateSigningRequest `name` (its `approval` subresource) with
     /// `reason` and `message`; approving one already approved changes nothing.
     async fn approve(&self, name: &str, reason: &str, message: &str) -> Result<(), ClusterError>;
+    /// Whether the cluster pulls what is applied (a GitOps cluster: an apply is a file in its
+    /// repository, its agent applies it later): nothing applied counts as ready until a read
+    /// shows it so.
+    fn pulls(&self) -> bool {
+        false
+    }
+    /// Makes everything applied or deleted so far reach the cluster (a GitOps cluster commits
+    /// and pushes); nothing to do for a cluster whose calls act at once.
+    async fn flush(&self) -> Result<(), ClusterError> {
+        Ok(())
+    }
     /// Lists the objects of a kind matching `label_selector` (`key=value,...`), in `namespace`
     /// or, when `None`, in all namespaces. Every item carries its `apiVersion` and `kind`.
     async fn list(

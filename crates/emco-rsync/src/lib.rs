@@ -2,9 +2,11 @@
 //! judges whether what was applied is ready, and (`engine`) carries out a context's instantiate
 //! and terminate on all its clusters, durably and resumably.
 
+pub mod agent;
 pub mod cluster;
 pub mod discovery;
 pub mod engine;
+pub mod gitops;
 pub mod readiness;
 
 pub use cluster::{

@@ -1,5 +1,6 @@
 //! `emco`: the hub and its tools. `main` only parses arguments and dispatches.
 
+mod agent;
 mod serve;
 mod sim;
 
@@ -28,6 +29,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Serve simulated Kubernetes clusters (for tests, benchmarks and the quick start).
     Sim(sim::SimArgs),
+    /// Beside a pull (GitOps) cluster: report what EMCO deployed there to the hub.
+    Agent(agent::AgentArgs),
 }
 
 #[tokio::main]
@@ -44,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => args.run().await,
         Command::Sim(args) => args.run().await,
+        Command::Agent(args) => args.run().await,
     }
 }

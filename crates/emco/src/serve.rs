@@ -123,10 +123,19 @@ impl ServeArgs {
         };
         let renderer = Arc::new(HelmRenderer::new(HelmConfig::new(helm)));
         let store = repo.store().clone();
-        let connector = Arc::new(StoreConnector::new(
-            store.clone(),
-            ClusterOptions::default(),
-        ));
+        let key_file = self
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data.join("secret.key"));
+        let sealer = Arc::new(
+            emco_store::seal::Sealer::from_key_file(&key_file)
+                .with_context(|| format!("reading the secret key {}", key_file.display()))?,
+        );
+        let connector = Arc::new(
+            StoreConnector::new(store.clone(), ClusterOptions::default())
+                .with_git_dir(self.data.join("gitops"))
+                .with_sealer(sealer.clone()),
+        );
         let config = SyncConfig {
             max_concurrent_clusters: self.max_concurrent_clusters,
             backoff_initial: Duration::from_millis(self.backoff_ms),
@@ -156,16 +165,10 @@ impl ServeArgs {
                 emco_deploy::dtc::NAME,
                 Arc::new(emco_deploy::dtc::DtcController::new(repo.clone())),
             );
-        let key_file = self
-            .secret_key_file
-            .clone()
-            .unwrap_or_else(|| self.data.join("secret.key"));
-        let sealer = emco_store::seal::Sealer::from_key_file(&key_file)
-            .with_context(|| format!("reading the secret key {}", key_file.display()))?;
         Ok(Arc::new(
             Deployer::new(repo.clone(), renderer, Arc::new(SyncEngine(synchronizer)))
                 .with_controllers(controllers)
-                .with_sealer(Arc::new(sealer)),
+                .with_sealer(sealer),
         ))
     }
 }

@@ -12,7 +12,37 @@ use emco_core::key::ResourceKey;
 use emco_store::Store;
 use serde_json::Value;
 
+use std::path::PathBuf;
+
+use emco_core::gitops::{ClusterGitOps, GitSettings, SyncTimes};
+use emco_store::seal::Sealer;
+
 use crate::cluster::{ClusterApi, ClusterError, ClusterOptions, KubeCluster};
+use crate::gitops::cluster::{GitCluster, Staged};
+use crate::gitops::repo::{GitRepo, RepoSpec};
+
+/// A folder name for a repository's clone: readable, and distinct per (url, branch, user).
+fn repo_dir_name((url, branch, user): &(String, String, String)) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in url
+        .bytes()
+        .chain([0])
+        .chain(branch.bytes())
+        .chain([0])
+        .chain(user.bytes())
+    {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let tail: String = url
+        .rsplit('/')
+        .next()
+        .unwrap_or("repo")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect();
+    format!("{tail}-{hash:016x}")
+}
 
 /// Gives the synchronizer a client for a cluster.
 #[async_trait]
@@ -74,6 +104,46 @@ pub struct StoreConnector {
     options: ClusterOptions,
     capacity: usize,
     cache: Mutex<(u64, HashMap<ClusterId, Cached>)>,
+    gitops: GitOpsClients,
+}
+
+/// What GitOps clusters need: one writer per repository (shared by the clusters in it), local
+/// clones under `dir`, and the hub's sealer to open sync objects' secrets.
+struct GitOpsClients {
+    dir: PathBuf,
+    repos: Mutex<HashMap<(String, String, String), GitRepo>>,
+    /// What each cluster staged and has not committed yet (outlives its clients).
+    staged: Mutex<HashMap<ClusterId, Arc<Mutex<Staged>>>>,
+    sealer: Option<Arc<Sealer>>,
+}
+
+/// Where the hub keeps a cluster's document.
+fn cluster_doc_key(cluster: &ClusterId) -> String {
+    ResourceKey::new(
+        "cluster",
+        vec![
+            ("clusterProvider".into(), cluster.provider.clone()),
+            ("cluster".into(), cluster.cluster.clone()),
+        ],
+    )
+    .data_key()
+}
+
+fn sync_object_key(provider: &str, name: &str) -> String {
+    ResourceKey::new(
+        "clusterSyncObject",
+        vec![
+            ("clusterProvider".into(), provider.to_owned()),
+            ("clusterSyncObject".into(), name.to_owned()),
+        ],
+    )
+    .data_key()
+}
+
+/// The body a stored resource document holds (`{"data": <body>, "refs": [...]}`).
+fn stored_body(bytes: &[u8]) -> Option<Value> {
+    let mut doc: Value = serde_json::from_slice(bytes).ok()?;
+    Some(doc.get_mut("data")?.take())
 }
 
 /// Clients kept by default: enough that the clusters of a large rollout are still cached when
@@ -88,7 +158,120 @@ impl StoreConnector {
             options,
             capacity: DEFAULT_CLIENT_CAPACITY,
             cache: Mutex::new((0, HashMap::new())),
+            gitops: GitOpsClients {
+                dir: std::env::temp_dir().join(format!("emco-gitops-{}", std::process::id())),
+                repos: Mutex::new(HashMap::new()),
+                staged: Mutex::new(HashMap::new()),
+                sealer: None,
+            },
         }
+    }
+
+    /// Keeps GitOps clusters' repository clones under `dir` (the hub's data directory).
+    pub fn with_git_dir(mut self, dir: PathBuf) -> Self {
+        self.gitops.dir = dir;
+        self
+    }
+
+    /// Opens sealed secrets of cluster sync objects with the hub's sealer.
+    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+        self.gitops.sealer = Some(sealer);
+        self
+    }
+
+    /// The kv pairs of a cluster sync object, secrets opened.
+    async fn sync_object(
+        &self,
+        cluster: &ClusterId,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, ClusterError> {
+        let unavailable = |message: String| ClusterError::Unavailable {
+            cluster: cluster.to_string(),
+            message,
+        };
+        let entry = self
+            .store
+            .get(&sync_object_key(&cluster.provider, name))
+            .await
+            .map_err(|error| unavailable(format!("reading cluster sync object {name}: {error}")))?
+            .ok_or_else(|| ClusterError::Kubeconfig {
+                cluster: cluster.to_string(),
+                message: format!("cluster sync object {name} does not exist"),
+            })?;
+        let body = stored_body(&entry.value).unwrap_or(Value::Null);
+        match &self.gitops.sealer {
+            Some(sealer) => open_kv_tmp(sealer, &cluster.provider, name, &body).map_err(|error| {
+                ClusterError::Kubeconfig {
+                    cluster: cluster.to_string(),
+                    message: format!("cluster sync object {name}: {error}"),
+                }
+            }),
+            None => Ok(emco_core::gitops::kv_pairs(&body)),
+        }
+    }
+
+    /// The client of a GitOps cluster.
+    async fn gitops_client(
+        &self,
+        cluster: &ClusterId,
+        settings: &ClusterGitOps,
+    ) -> Result<Arc<dyn ClusterApi>, ClusterError> {
+        let unusable = |error: emco_core::gitops::GitOpsError| ClusterError::Kubeconfig {
+            cluster: cluster.to_string(),
+            message: error.to_string(),
+        };
+        let reference = self
+            .sync_object(cluster, &settings.reference_object)
+            .await?;
+        let git = GitSettings::from_kv(&settings.reference_object, &reference).map_err(unusable)?;
+        let resource = if settings.resource_object == settings.reference_object {
+            reference
+        } else {
+            self.sync_object(cluster, &settings.resource_object).await?
+        };
+        let times = SyncTimes::from_kv(&settings.resource_object, &resource).map_err(unusable)?;
+        let repo = {
+            let mut repos = self
+                .gitops
+                .repos
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let key = (git.url.clone(), git.branch.clone(), git.user_name.clone());
+            match repos.get(&key) {
+                Some(repo) if repo.spec().token == git.token => repo.clone(),
+                _ => {
+                    let dir = self.gitops.dir.join(repo_dir_name(&key));
+                    let repo = GitRepo::start(
+                        RepoSpec {
+                            url: git.url.clone(),
+                            branch: git.branch.clone(),
+                            user: git.user_name.clone(),
+                            token: git.token.clone(),
+                        },
+                        dir,
+                    );
+                    repos.insert(key, repo.clone());
+                    repo
+                }
+            }
+        };
+        let staged = self
+            .gitops
+            .staged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(cluster.clone())
+            .or_default()
+            .clone();
+        Ok(Arc::new(GitCluster::new(
+            cluster.clone(),
+            settings.kind,
+            repo,
+            git,
+            times,
+            self.store.clone(),
+            staged,
+        )))
     }
 
     /// Keeps at most `capacity` clients (at least one).
@@ -113,6 +296,27 @@ impl StoreConnector {
 impl Connector for StoreConnector {
     async fn connect(&self, cluster: &ClusterId) -> Result<Arc<dyn ClusterApi>, ClusterError> {
         let name = cluster.to_string();
+        let document = self
+            .store
+            .get(&cluster_doc_key(cluster))
+            .await
+            .map_err(|error| ClusterError::Unavailable {
+                cluster: name.clone(),
+                message: format!("reading the cluster: {error}"),
+            })?;
+        if let Some(body) = document
+            .as_ref()
+            .and_then(|entry| stored_body(&entry.value))
+        {
+            let settings =
+                ClusterGitOps::of_cluster(&body).map_err(|error| ClusterError::Kubeconfig {
+                    cluster: name.clone(),
+                    message: error.to_string(),
+                })?;
+            if let Some(settings) = settings {
+                return self.gitops_client(cluster, &settings).await;
+            }
+        }
         let entry = self
             .store
             .get(&kubeconfig_key(cluster))
@@ -166,6 +370,28 @@ impl Connector for StoreConnector {
         );
         Ok(client)
     }
+}
+
+// TEMPORARY until emco_store::seal::open_kv lands.
+fn open_kv_tmp(
+    sealer: &Sealer,
+    provider: &str,
+    name: &str,
+    body: &Value,
+) -> Result<Vec<(String, String)>, String> {
+    emco_core::gitops::kv_pairs(body)
+        .into_iter()
+        .map(|(key, value)| match value.strip_prefix("sealed:") {
+            Some(sealed) => sealer
+                .open(
+                    &format!("clusterSyncObject/{provider}/{name}/{key}"),
+                    sealed,
+                )
+                .map_err(|error| error.to_string())
+                .map(|bytes| (key, String::from_utf8_lossy(&bytes).into_owned())),
+            None => Ok((key, value)),
+        })
+        .collect()
 }
 
 #[cfg(test)]

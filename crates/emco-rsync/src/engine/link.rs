@@ -265,6 +265,21 @@ impl Link {
         }
     }
 
+    /// Makes what was applied and deleted so far reach the cluster (retrying): a GitOps
+    /// cluster commits and pushes here.
+    pub async fn flush(&mut self) -> Result<(), CallError> {
+        match self.call(&Request::Flush).await? {
+            Reply::Flushed => Ok(()),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// Whether the cluster pulls what is applied (see [`ClusterApi::pulls`]); known once a
+    /// call made the client.
+    pub fn pulls(&self) -> bool {
+        self.client.as_ref().is_some_and(|client| client.pulls())
+    }
+
     /// Reads the object (retrying); `None` when it does not exist.
     pub async fn get(&mut self, object: &PreparedObject) -> Result<Option<Value>, CallError> {
         match self.call(&Request::Get(object)).await? {
@@ -368,6 +383,7 @@ enum Request<'a> {
         reason: &'a str,
         message: &'a str,
     },
+    Flush,
 }
 
 enum Reply {
@@ -376,6 +392,7 @@ enum Reply {
     Found(Option<Value>),
     Listed(Vec<Value>),
     Approved,
+    Flushed,
 }
 
 impl Request<'_> {
@@ -389,6 +406,10 @@ impl Request<'_> {
             } => {
                 cluster.approve(name, reason, message).await?;
                 Reply::Approved
+            }
+            Request::Flush => {
+                cluster.flush().await?;
+                Reply::Flushed
             }
             Request::Delete(object) | Request::DeleteIfServed(object) => Reply::Deleted(
                 cluster

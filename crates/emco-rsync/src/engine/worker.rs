@@ -271,7 +271,11 @@ impl Worker {
         let outcome = match skip {
             Some(Skip::Stopped) => Err(Halt::Stopped),
             Some(Skip::DependencyFailed(reason)) => Err(Halt::Failed(reason)),
-            None => self.install(index).await,
+            None => match self.install(index).await {
+                // A GitOps cluster's changes go out as one commit per app.
+                Ok(()) => self.link.flush().await.map_err(Halt::from),
+                Err(halt) => Err(halt),
+            },
         };
         let slot = &mut self.slots[index];
         match outcome {
@@ -413,6 +417,7 @@ impl Worker {
                 Err(error) => return Err(error.into()),
             }
         }
+        self.link.flush().await?;
         let deadline = Instant::now() + self.link.config().delete_timeout;
         let mut interval = self.link.config().ready_poll_initial;
         while !deleting.is_empty() {
@@ -473,9 +478,15 @@ impl Worker {
         let record = &mut self.slots[index].record.objects[object];
         match result {
             Ok(applied) => {
-                // Without an answer the kind has no status to wait for: it is ready.
-                let (ready, message) =
-                    ready_record(applied.as_ref().map_or(Readiness::Ready, readiness));
+                // Without an answer the kind has no status to wait for: it is ready. On a
+                // cluster that pulls, nothing is there yet: its agent's reports tell.
+                let (ready, message) = if self.link.pulls() {
+                    ready_record(Readiness::NotReady(
+                        "committed to Git; waiting for the cluster's agent".into(),
+                    ))
+                } else {
+                    ready_record(applied.as_ref().map_or(Readiness::Ready, readiness))
+                };
                 *record = ObjectRecord {
                     deployed: DeployedStatus::Applied,
                     ready,
@@ -524,6 +535,7 @@ impl Worker {
         if policy.before_creation && !resumed {
             match self.delete(prepared).await {
                 Ok(Deleted::Deleting) => {
+                    self.link.flush().await?;
                     let timeout = self.link.config().hook_timeout;
                     if let Some(why) = self.wait_gone(prepared, timeout).await? {
                         return Err(self.fail_hook(index, hook, why));
@@ -545,6 +557,9 @@ impl Worker {
             Err(CallError::Refused(reason)) => return Err(self.fail_hook(index, hook, reason)),
             Err(error) => return Err(error.into()),
         };
+        self.link.flush().await?;
+        // What a pulling cluster answers is what was written: wait for the agent's report.
+        let applied = if self.link.pulls() { None } else { applied };
         let record = &mut self.slots[index].record;
         record.objects[hook] = ObjectRecord {
             deployed: DeployedStatus::Applied,
@@ -1080,6 +1095,7 @@ impl Worker {
                 Err(error) => return Err(error.into()),
             }
         }
+        self.link.flush().await?;
         let deadline = Instant::now() + self.link.config().delete_timeout;
         let mut interval = self.link.config().ready_poll_initial;
         while !deleting.is_empty() {

@@ -1,0 +1,424 @@
+//! GitOps clusters, as pure rules: what a cluster's `spec.gitOps` and its cluster sync objects
+//! say, where each deployed object goes in the cluster's Git repository (upstream's layout), and
+//! the objects each GitOps agent needs to pick a deployment up (Flux's `Kustomization`, Argo CD's
+//! `Application`, Anthos' `deployed` marker). No I/O: the synchronizer's Git target writes what
+//! this module computes.
+
+use serde_json::{Value, json};
+
+/// Which agent pulls a cluster's repository (`spec.gitOps.gitOpsType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitOpsType {
+    /// Flux v2 (`fluxcd`).
+    Flux,
+    /// Argo CD (`argocd`; upstream names it in its design only).
+    ArgoCd,
+    /// Azure Arc's Flux configuration, made through Azure's REST API (`azureArcV2`).
+    AzureArc,
+    /// Anthos Config Management (`anthos`).
+    Anthos,
+}
+
+impl GitOpsType {
+    /// The type a cluster's `spec.gitOps.gitOpsType` names; `None` for an empty or unknown one.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "fluxcd" => Some(Self::Flux),
+            "argocd" => Some(Self::ArgoCd),
+            "azureArcV2" => Some(Self::AzureArc),
+            "anthos" => Some(Self::Anthos),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flux => "fluxcd",
+            Self::ArgoCd => "argocd",
+            Self::AzureArc => "azureArcV2",
+            Self::Anthos => "anthos",
+        }
+    }
+}
+
+/// A cluster's `spec.gitOps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterGitOps {
+    pub kind: GitOpsType,
+    /// The cluster sync object with the Git coordinates and credentials.
+    pub reference_object: String,
+    /// The cluster sync object with the agent's settings (intervals; Azure's ids).
+    pub resource_object: String,
+}
+
+/// Why a GitOps setting cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitOpsError {
+    #[error("spec.gitOps.gitOpsType {0:?} is not one of fluxcd, argocd, azureArcV2, anthos")]
+    UnknownType(String),
+    #[error("spec.gitOps.{0} is missing")]
+    MissingReference(&'static str),
+    #[error("cluster sync object {object}: kv {key} is missing")]
+    MissingKey { object: String, key: &'static str },
+    #[error("cluster sync object {object}: kv {key} {value:?} is not a whole number of seconds")]
+    BadNumber {
+        object: String,
+        key: &'static str,
+        value: String,
+    },
+}
+
+impl ClusterGitOps {
+    /// The GitOps settings of a cluster document; `Ok(None)` for a cluster reached through its
+    /// kubeconfig (no `spec.gitOps`, or an empty type).
+    pub fn of_cluster(cluster: &Value) -> Result<Option<Self>, GitOpsError> {
+        let Some(git_ops) = cluster.pointer("/spec/gitOps") else {
+            return Ok(None);
+        };
+        let text = |key: &str| git_ops.get(key).and_then(Value::as_str).unwrap_or("");
+        let type_name = text("gitOpsType");
+        if type_name.is_empty() {
+            return Ok(None);
+        }
+        let kind = GitOpsType::parse(type_name)
+            .ok_or_else(|| GitOpsError::UnknownType(type_name.to_owned()))?;
+        let reference_object = text("gitOpsReferenceObject");
+        if reference_object.is_empty() {
+            return Err(GitOpsError::MissingReference("gitOpsReferenceObject"));
+        }
+        // Upstream's examples pass the same object as both for Anthos.
+        let resource_object = match text("gitOpsResourceObject") {
+            "" => reference_object,
+            other => other,
+        };
+        Ok(Some(Self {
+            kind,
+            reference_object: reference_object.to_owned(),
+            resource_object: resource_object.to_owned(),
+        }))
+    }
+}
+
+/// The kv pairs of a cluster sync object body (`spec.kv`: one-key maps of strings, as upstream;
+/// a map with several keys gives each of them). Non-string values are taken as their JSON text.
+pub fn kv_pairs(sync_object: &Value) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for item in sync_object
+        .pointer("/spec/kv")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for (key, value) in item.as_object().into_iter().flatten() {
+            let value = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            pairs.push((key.clone(), value));
+        }
+    }
+    pairs
+}
+
+fn lookup<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    kv.iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.as_str())
+        .filter(|value| !value.is_empty())
+}
+
+/// Where and as whom the hub writes a cluster's repository (the reference sync object).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GitSettings {
+    pub user_name: String,
+    pub token: String,
+    pub repo_name: String,
+    pub url: String,
+    pub branch: String,
+}
+
+impl std::fmt::Debug for GitSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("GitSettings")
+            .field("user_name", &self.user_name)
+            .field("repo_name", &self.repo_name)
+            .field("url", &self.url)
+            .field("branch", &self.branch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitSettings {
+    /// From the reference object's kv pairs; upstream needs `userName`, `gitToken`, `repoName`,
+    /// `branch` and `url` (`gitType: github` chose GitHub's REST API there; any Git server works
+    /// here, GitHub's included, so it is ignored).
+    pub fn from_kv(object: &str, kv: &[(String, String)]) -> Result<Self, GitOpsError> {
+        let need = |key: &'static str| {
+            lookup(kv, key)
+                .map(str::to_owned)
+                .ok_or_else(|| GitOpsError::MissingKey {
+                    object: object.to_owned(),
+                    key,
+                })
+        };
+        Ok(Self {
+            user_name: need("userName")?,
+            token: need("gitToken")?,
+            repo_name: need("repoName")?,
+            url: need("url")?,
+            branch: need("branch")?,
+        })
+    }
+}
+
+/// The agent's timing (the resource sync object's `timeOut`, `syncInterval`, `retryInterval`,
+/// in seconds; 60 each when absent, as upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTimes {
+    pub timeout_s: u64,
+    pub sync_interval_s: u64,
+    pub retry_interval_s: u64,
+}
+
+impl Default for SyncTimes {
+    fn default() -> Self {
+        Self {
+            timeout_s: 60,
+            sync_interval_s: 60,
+            retry_interval_s: 60,
+        }
+    }
+}
+
+impl SyncTimes {
+    pub fn from_kv(object: &str, kv: &[(String, String)]) -> Result<Self, GitOpsError> {
+        let number = |key: &'static str| -> Result<u64, GitOpsError> {
+            match lookup(kv, key) {
+                None => Ok(60),
+                Some(text) => text.trim().parse().map_err(|_| GitOpsError::BadNumber {
+                    object: object.to_owned(),
+                    key,
+                    value: text.to_owned(),
+                }),
+            }
+        };
+        Ok(Self {
+            timeout_s: number("timeOut")?,
+            sync_interval_s: number("syncInterval")?,
+            retry_interval_s: number("retryInterval")?,
+        })
+    }
+}
+
+/// A duration as Go's `time.Duration` prints it (what Flux's objects carry): `1m0s`, `30s`.
+pub fn go_duration(seconds: u64) -> String {
+    let (hours, minutes, secs) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{secs}s"),
+        (0, _) => format!("{minutes}m{secs}s"),
+        _ => format!("{hours}h{minutes}m{secs}s"),
+    }
+}
+
+/// Where the hub keeps the last report of a cluster's agent (`emco agent`):
+/// `{"objects": [...], "reportedMs": n}`, the objects EMCO deployed there as the cluster has them.
+pub fn report_key(provider: &str, cluster: &str) -> String {
+    format!("rsync/agent/{provider}/{cluster}")
+}
+
+/// The cluster's folder: `clusters/{provider}+{cluster}`.
+pub fn cluster_dir(provider: &str, cluster: &str) -> String {
+    format!("clusters/{provider}+{cluster}")
+}
+
+/// A deployment's folder: `clusters/{provider}+{cluster}/context/{context}`.
+pub fn context_dir(provider: &str, cluster: &str, context: &str) -> String {
+    format!("{}/context/{context}", cluster_dir(provider, cluster))
+}
+
+/// Where an object of an app goes: `…/context/{context}/app/{app}/{name}+{kind}.yaml` (upstream's
+/// names; the content is JSON, which is YAML). Objects of one name and kind in several
+/// namespaces get the namespace too.
+pub fn object_path(
+    provider: &str,
+    cluster: &str,
+    context: &str,
+    app: &str,
+    name: &str,
+    kind: &str,
+    namespace_suffix: Option<&str>,
+) -> String {
+    let dir = context_dir(provider, cluster, context);
+    match namespace_suffix {
+        Some(namespace) => format!("{dir}/app/{app}/{name}+{kind}+{namespace}.yaml"),
+        None => format!("{dir}/app/{app}/{name}+{kind}.yaml"),
+    }
+}
+
+/// The deployment a labelled object belongs to: `emco/deployment-id` is `{context}-{app}`
+/// (context ids are hex, without `-`).
+pub fn split_deployment_id(label: &str) -> Option<(&str, &str)> {
+    let (context, app) = label.split_once('-')?;
+    (!context.is_empty() && !app.is_empty()).then_some((context, app))
+}
+
+/// What an agent needs, in Git, to pick one deployment (context) of a cluster up: files
+/// (path, content) beside the deployment's folder. Written with the deployment's first file,
+/// removed with its last.
+pub fn agent_files(
+    kind: GitOpsType,
+    provider: &str,
+    cluster: &str,
+    context: &str,
+    git: &GitSettings,
+    times: &SyncTimes,
+) -> Vec<(String, Value)> {
+    let dir = cluster_dir(provider, cluster);
+    let path = context_dir(provider, cluster, context);
+    match kind {
+        // The cluster's own bootstrap source (`flux bootstrap … --path=clusters/{p}+{c}`) is
+        // `flux-system`: it holds the credentials, which never go into Git.
+        GitOpsType::Flux => vec![(
+            format!("{dir}/kust{context}.yaml"),
+            json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1beta2",
+                "kind": "Kustomization",
+                "metadata": {"name": format!("kust{context}"), "namespace": "flux-system"},
+                "spec": {
+                    "interval": go_duration(times.sync_interval_s),
+                    "retryInterval": go_duration(times.retry_interval_s),
+                    "timeout": go_duration(times.timeout_s),
+                    "path": path,
+                    "prune": true,
+                    "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+                },
+            }),
+        )],
+        GitOpsType::ArgoCd => vec![(
+            format!("{dir}/app{context}.yaml"),
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Application",
+                "metadata": {
+                    "name": format!("emco-{context}"),
+                    "namespace": "argocd",
+                    "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+                },
+                "spec": {
+                    "project": "default",
+                    "source": {
+                        "repoURL": git.url,
+                        "targetRevision": git.branch,
+                        "path": path,
+                        "directory": {"recurse": true},
+                    },
+                    "destination": {"server": "https://kubernetes.default.svc"},
+                    "syncPolicy": {
+                        "automated": {"prune": true, "selfHeal": true},
+                        "retry": {"backoff": {"duration": go_duration(times.retry_interval_s)}},
+                    },
+                },
+            }),
+        )],
+        // Config Sync's RootSync (set up with the cluster, at `clusters/{p}+{c}`) applies the
+        // folder; upstream marks a deployment with a `deployed` file.
+        GitOpsType::Anthos => vec![(format!("{path}/deployed"), json!({"context": context}))],
+        // Azure keeps the Flux configuration (made through its REST API), not Git.
+        GitOpsType::AzureArc => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn cluster_gitops_settings_are_read_as_upstream_writes_them() {
+        let flux = json!({"metadata": {"name": "c2"}, "spec": {"gitOps": {
+            "gitOpsType": "fluxcd", "gitOpsReferenceObject": "repo", "gitOpsResourceObject": "res"}}});
+        let settings = ClusterGitOps::of_cluster(&flux).unwrap().unwrap();
+        assert_eq!(settings.kind, GitOpsType::Flux);
+        assert_eq!(settings.resource_object, "res");
+        let plain = json!({"metadata": {"name": "c1"}, "spec": {"gitOps": {"gitOpsType": ""}}});
+        assert_eq!(ClusterGitOps::of_cluster(&plain).unwrap(), None);
+        assert_eq!(ClusterGitOps::of_cluster(&json!({})).unwrap(), None);
+        let unknown =
+            json!({"spec": {"gitOps": {"gitOpsType": "fluxv2", "gitOpsReferenceObject": "r"}}});
+        assert!(
+            ClusterGitOps::of_cluster(&unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("fluxv2")
+        );
+        let anthos =
+            json!({"spec": {"gitOps": {"gitOpsType": "anthos", "gitOpsReferenceObject": "g"}}});
+        assert_eq!(
+            ClusterGitOps::of_cluster(&anthos)
+                .unwrap()
+                .unwrap()
+                .resource_object,
+            "g"
+        );
+    }
+
+    #[test]
+    fn sync_objects_give_git_settings_and_times_naming_what_is_missing() {
+        let body = json!({"spec": {"kv": [{"userName": "u"}, {"gitToken": "t"}, {"repoName": "r"},
+            {"branch": "main"}, {"url": "http://git/r.git"}]}});
+        let git = GitSettings::from_kv("repo", &kv_pairs(&body)).unwrap();
+        assert_eq!(git.branch, "main");
+        assert!(!format!("{git:?}").contains("\"t\""));
+        let error = GitSettings::from_kv("repo", &kv(&[("userName", "u")])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cluster sync object repo: kv gitToken is missing"
+        );
+        let times = SyncTimes::from_kv("res", &kv(&[("syncInterval", "5")])).unwrap();
+        assert_eq!((times.sync_interval_s, times.timeout_s), (5, 60));
+        assert!(SyncTimes::from_kv("res", &kv(&[("timeOut", "soon")])).is_err());
+    }
+
+    #[test]
+    fn paths_and_durations_follow_upstream() {
+        assert_eq!(
+            object_path("p", "c", "0a1b", "web", "web", "Deployment", None),
+            "clusters/p+c/context/0a1b/app/web/web+Deployment.yaml"
+        );
+        assert_eq!(go_duration(60), "1m0s");
+        assert_eq!(go_duration(30), "30s");
+        assert_eq!(go_duration(3725), "1h2m5s");
+        assert_eq!(split_deployment_id("0a1b-my-app"), Some(("0a1b", "my-app")));
+        assert_eq!(split_deployment_id("nodash"), None);
+    }
+
+    #[test]
+    fn each_agent_gets_what_it_needs_beside_the_deployment() {
+        let git = GitSettings {
+            user_name: "u".into(),
+            token: "t".into(),
+            repo_name: "r".into(),
+            url: "http://git/r.git".into(),
+            branch: "main".into(),
+        };
+        let times = SyncTimes::default();
+        let flux = agent_files(GitOpsType::Flux, "p", "c", "ab", &git, &times);
+        assert_eq!(flux[0].0, "clusters/p+c/kustab.yaml");
+        assert_eq!(flux[0].1["spec"]["path"], "clusters/p+c/context/ab");
+        assert_eq!(flux[0].1["spec"]["prune"], true);
+        assert_eq!(flux[0].1["spec"]["interval"], "1m0s");
+        let argo = agent_files(GitOpsType::ArgoCd, "p", "c", "ab", &git, &times);
+        assert_eq!(argo[0].1["spec"]["source"]["repoURL"], "http://git/r.git");
+        assert_eq!(argo[0].1["spec"]["syncPolicy"]["automated"]["prune"], true);
+        assert!(agent_files(GitOpsType::AzureArc, "p", "c", "ab", &git, &times).is_empty());
+        let anthos = agent_files(GitOpsType::Anthos, "p", "c", "ab", &git, &times);
+        assert_eq!(anthos[0].0, "clusters/p+c/context/ab/deployed");
+    }
+}

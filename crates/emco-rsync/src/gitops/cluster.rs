@@ -1,0 +1,335 @@
+//! A GitOps cluster as the synchronizer sees it: applies and deletes become files of the
+//! cluster's folder in its repository (committed when the worker flushes), reads come from what
+//! the cluster's agent (`emco agent`) last reported to the hub.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use emco_core::appcontext::ClusterId;
+use emco_core::gitops::{self, GitOpsType, GitSettings, SyncTimes};
+use emco_store::Store;
+use serde_json::Value;
+
+use super::repo::{Change, Derived, GitRepo};
+use crate::cluster::{ApplyRequest, ClusterApi, ClusterError, Deleted};
+use crate::engine::DEPLOYMENT_ID_LABEL;
+
+/// Changes not committed yet, and what they are about (for the commit message). Kept by the
+/// connector per cluster, not per client: the synchronizer drops a client after an error and
+/// connects again, and what was staged must survive that until it is committed.
+#[derive(Default, Clone)]
+pub struct Staged {
+    files: BTreeMap<String, Option<Vec<u8>>>,
+    contexts: BTreeMap<String, ()>,
+    apps: BTreeMap<String, ()>,
+    written: usize,
+    removed: usize,
+}
+
+pub struct GitCluster {
+    id: ClusterId,
+    name: String,
+    kind: GitOpsType,
+    repo: GitRepo,
+    git: GitSettings,
+    times: SyncTimes,
+    store: Arc<dyn Store>,
+    staged: Arc<Mutex<Staged>>,
+}
+
+impl GitCluster {
+    pub fn new(
+        id: ClusterId,
+        kind: GitOpsType,
+        repo: GitRepo,
+        git: GitSettings,
+        times: SyncTimes,
+        store: Arc<dyn Store>,
+        staged: Arc<Mutex<Staged>>,
+    ) -> Self {
+        Self {
+            name: id.to_string(),
+            id,
+            kind,
+            repo,
+            git,
+            times,
+            store,
+            staged,
+        }
+    }
+
+    fn staged(&self) -> std::sync::MutexGuard<'_, Staged> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn git_error(&self, error: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Git {
+            cluster: self.name.clone(),
+            message: error.to_string(),
+        }
+    }
+
+    /// The objects the agent reported last (none before its first report).
+    async fn reported(&self) -> Result<Vec<Value>, ClusterError> {
+        let entry = self
+            .store
+            .get(&gitops::report_key(&self.id.provider, &self.id.cluster))
+            .await
+            .map_err(|error| ClusterError::Unavailable {
+                cluster: self.name.clone(),
+                message: format!("reading the agent's report: {error}"),
+            })?;
+        let Some(entry) = entry else {
+            return Ok(Vec::new());
+        };
+        let report: Value = serde_json::from_slice(&entry.value).unwrap_or(Value::Null);
+        Ok(report
+            .get("objects")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+fn text<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+    object.pointer(pointer).and_then(Value::as_str)
+}
+
+/// Whether a reported object is the one asked for (any version of the kind's group).
+fn is_object(
+    object: &Value,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> bool {
+    text(object, "/kind") == Some(kind)
+        && text(object, "/metadata/name") == Some(name)
+        && text(object, "/metadata/namespace") == namespace
+        && text(object, "/apiVersion").map(group_of) == Some(group_of(api_version))
+}
+
+fn matches_selector(object: &Value, selector: &str) -> bool {
+    selector
+        .split(',')
+        .filter(|term| !term.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((key, value)) => {
+                object
+                    .pointer("/metadata/labels")
+                    .and_then(|labels| labels.get(key))
+                    .and_then(Value::as_str)
+                    == Some(value)
+            }
+            None => object
+                .pointer("/metadata/labels")
+                .and_then(|labels| labels.get(term))
+                .is_some(),
+        })
+}
+
+#[async_trait]
+impl ClusterApi for GitCluster {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn pulls(&self) -> bool {
+        true
+    }
+
+    async fn apply_request(&self, request: &ApplyRequest) -> Result<Option<Value>, ClusterError> {
+        let object: Value = serde_json::from_slice(request.body())
+            .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
+        let label = object
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(DEPLOYMENT_ID_LABEL))
+            .and_then(Value::as_str)
+            .and_then(gitops::split_deployment_id)
+            .ok_or_else(|| {
+                ClusterError::InvalidObject(format!(
+                    "{} {}: an object without a valid {DEPLOYMENT_ID_LABEL} label has no place \
+                     in a GitOps cluster's repository",
+                    request.kind, request.name
+                ))
+            })?;
+        let (context, app) = label;
+        let path = gitops::object_path(
+            &self.id.provider,
+            &self.id.cluster,
+            context,
+            app,
+            &request.name,
+            &request.kind,
+            None,
+        );
+        let mut content = serde_json::to_vec_pretty(&object)
+            .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
+        content.push(b'\n');
+        let mut staged = self.staged();
+        staged.files.insert(path, Some(content));
+        staged.contexts.insert(context.to_owned(), ());
+        staged.apps.insert(app.to_owned(), ());
+        staged.written += 1;
+        Ok(request.wants_answer().then_some(object))
+    }
+
+    async fn delete(
+        &self,
+        _api_version: &str,
+        kind: &str,
+        _namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Deleted, ClusterError> {
+        let prefix = format!(
+            "{}/context",
+            gitops::cluster_dir(&self.id.provider, &self.id.cluster)
+        );
+        let file = format!("{name}+{kind}.yaml");
+        let mut paths = self
+            .repo
+            .find(&prefix, &file)
+            .await
+            .map_err(|error| self.git_error(error))?;
+        let mut staged = self.staged();
+        // Written in this batch and not committed yet.
+        paths.extend(
+            staged
+                .files
+                .iter()
+                .filter(|(path, content)| content.is_some() && path.ends_with(&format!("/{file}")))
+                .map(|(path, _)| path.clone()),
+        );
+        if paths.is_empty() {
+            return Ok(Deleted::NotFound);
+        }
+        for path in paths {
+            if let Some(context) = path
+                .strip_prefix(&format!("{prefix}/"))
+                .and_then(|rest| rest.split('/').next())
+            {
+                staged.contexts.insert(context.to_owned(), ());
+            }
+            staged.files.insert(path, None);
+            staged.removed += 1;
+        }
+        // The agent prunes it; gone once its report no longer has it.
+        Ok(Deleted::Deleting)
+    }
+
+    async fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ClusterError> {
+        Ok(self
+            .reported()
+            .await?
+            .into_iter()
+            .find(|object| is_object(object, api_version, kind, namespace, name)))
+    }
+
+    async fn approve(&self, name: &str, _reason: &str, _message: &str) -> Result<(), ClusterError> {
+        Err(ClusterError::InvalidObject(format!(
+            "CertificateSigningRequest {name}: a GitOps cluster's requests are approved on the \
+             cluster, not by the hub"
+        )))
+    }
+
+    async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        Ok(self
+            .reported()
+            .await?
+            .into_iter()
+            .filter(|object| {
+                text(object, "/kind") == Some(kind)
+                    && text(object, "/apiVersion").map(group_of) == Some(group_of(api_version))
+                    && (namespace.is_none() || text(object, "/metadata/namespace") == namespace)
+                    && matches_selector(object, label_selector)
+            })
+            .collect())
+    }
+
+    async fn flush(&self) -> Result<(), ClusterError> {
+        let staged = self.staged().clone();
+        if staged.files.is_empty() {
+            return Ok(());
+        }
+        let cluster_name = format!("{}+{}", self.id.provider, self.id.cluster);
+        let mut derived = Vec::new();
+        for context in staged.contexts.keys() {
+            let files = gitops::agent_files(
+                self.kind,
+                &self.id.provider,
+                &self.id.cluster,
+                context,
+                &self.git,
+                &self.times,
+            );
+            let mut encoded = Vec::new();
+            for (path, value) in files {
+                let mut bytes = serde_json::to_vec_pretty(&value)
+                    .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
+                bytes.push(b'\n');
+                encoded.push((path, bytes));
+            }
+            derived.push(Derived {
+                when_dir_has_files: format!(
+                    "{}/app",
+                    gitops::context_dir(&self.id.provider, &self.id.cluster, context)
+                ),
+                files: encoded,
+            });
+        }
+        let apps: Vec<&str> = staged.apps.keys().map(String::as_str).collect();
+        let contexts: Vec<&str> = staged.contexts.keys().map(String::as_str).collect();
+        let mut message = format!(
+            "emco: {cluster_name}: {} written, {} removed",
+            staged.written, staged.removed
+        );
+        if !apps.is_empty() {
+            message.push_str(&format!(" (app {})", apps.join(", ")));
+        }
+        message.push_str(&format!("\n\ncontext {}\n", contexts.join(", ")));
+        for (path, content) in &staged.files {
+            let verb = if content.is_some() { "write" } else { "remove" };
+            message.push_str(&format!("{verb} {path}\n"));
+        }
+        self.repo
+            .commit(Change {
+                message,
+                files: staged.files.clone(),
+                derived,
+            })
+            .await
+            .map_err(|error| self.git_error(error))?;
+        // Only what was committed: the worker is this cluster's only writer, so nothing was
+        // staged meanwhile, but be exact anyway.
+        let mut now = self.staged();
+        for (path, content) in &staged.files {
+            if now.files.get(path) == Some(content) {
+                now.files.remove(path);
+            }
+        }
+        if now.files.is_empty() {
+            *now = Staged::default();
+        }
+        Ok(())
+    }
+}

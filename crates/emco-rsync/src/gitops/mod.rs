@@ -1,0 +1,6 @@
+//! GitOps clusters: the synchronizer's Git target. `repo` writes one repository (commits,
+//! pushes, retries when others pushed first); `cluster` is the `ClusterApi` of a cluster whose
+//! agent pulls from it.
+
+pub mod cluster;
+pub mod repo;

@@ -1,0 +1,383 @@
+//! The synchronizer's Git target against real `git` repositories: a GitOps cluster's objects
+//! become files in upstream's layout with the agent's objects beside them, readiness and
+//! deletes follow the agent's reports, an update rewrites only what changed, terminate removes
+//! the files, concurrent writers lose nothing, and a repository that cannot be reached leaves
+//! the cluster Retrying until it can.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use emco_core::appcontext::{AppContext, AppContextBuilder, DigRef};
+use emco_core::status::{AppContextStatus, Connectivity};
+use emco_rsync::gitops::repo::{Change, GitRepo, RepoSpec};
+use emco_rsync::{StoreConnector, Synchronizer};
+use emco_store::{RedbStore, Store};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(30);
+const CLUSTER_DIR: &str = "clusters/prov+flux-1";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn bare_repo(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    git(path, &["init", "--quiet", "--bare", "-b", "main"]);
+}
+
+/// The files on `main` under `prefix`.
+fn tree(repo: &Path, prefix: &str) -> Vec<String> {
+    if !repo.exists() {
+        return Vec::new();
+    }
+    let output = Command::new("git")
+        .current_dir(repo)
+        .args(["ls-tree", "-r", "--name-only", "main"])
+        .args(if prefix.is_empty() {
+            vec![]
+        } else {
+            vec!["--", prefix]
+        })
+        .output()
+        .unwrap();
+    // No branch yet: nothing was pushed.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn show(repo: &Path, path: &str) -> Value {
+    serde_json::from_str(&git(repo, &["show", &format!("main:{path}")])).unwrap()
+}
+
+async fn put_doc(store: &dyn Store, key: &str, body: Value) {
+    store
+        .put(
+            key,
+            serde_json::to_vec(&json!({"data": body, "refs": []})).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Registers `flux-1` of provider `prov` as a Flux cluster writing `url`, as the REST API
+/// stores it (cluster and sync object documents).
+async fn register_gitops_cluster(store: &dyn Store, url: &str) {
+    put_doc(
+        store,
+        "d/cluster/prov/flux-1",
+        json!({"metadata": {"name": "flux-1"}, "spec": {"gitOps": {"gitOpsType": "fluxcd",
+            "gitOpsReferenceObject": "repo", "gitOpsResourceObject": "times"}}}),
+    )
+    .await;
+    put_doc(
+        store,
+        "d/clusterSyncObject/prov/repo",
+        json!({"metadata": {"name": "repo"}, "spec": {"kv": [{"userName": "emco"},
+            {"gitToken": "t0ken"}, {"repoName": "fleet"}, {"branch": "main"}, {"url": url}]}}),
+    )
+    .await;
+    put_doc(
+        store,
+        "d/clusterSyncObject/prov/times",
+        json!({"metadata": {"name": "times"}, "spec": {"kv": [{"syncInterval": "5"}]}}),
+    )
+    .await;
+}
+
+fn revision(id: &str, config_value: &str) -> AppContext {
+    let mut config = config_map("default", "web-config");
+    config["data"] = json!({"greeting": config_value});
+    AppContextBuilder::new(
+        DigRef::new("proj", "capp", "v1", "dig"),
+        1,
+        "2026-01-01T00:00:00Z",
+    )
+    .id(id)
+    .app(app_on(
+        "web",
+        resources(vec![deployment("default", "web"), config]),
+    ))
+    .build()
+    .unwrap()
+}
+
+fn app_on(
+    name: &str,
+    objects: Vec<emco_core::appcontext::ContextObject>,
+) -> emco_core::appcontext::AppInput {
+    let mut input = app(name, &[], objects);
+    input.clusters.insert(
+        emco_core::appcontext::ClusterId::new("prov", "flux-1"),
+        None,
+    );
+    input
+}
+
+/// What the cluster's agent would report: the committed objects of the cluster, with the
+/// status a ready cluster gives them.
+async fn report_as_agent(store: &dyn Store, repo: &Path) {
+    let mut objects = Vec::new();
+    for path in tree(repo, &format!("{CLUSTER_DIR}/context")) {
+        if !path.ends_with(".yaml") {
+            continue;
+        }
+        let mut object = show(repo, &path);
+        if object["kind"] == "Deployment" {
+            object["metadata"]["generation"] = json!(1);
+            object["status"] = json!({"observedGeneration": 1, "replicas": 1,
+                "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1,
+                "conditions": [{"type": "Available", "status": "True"}]});
+        }
+        objects.push(object);
+    }
+    store
+        .put(
+            &emco_core::gitops::report_key("prov", "flux-1"),
+            serde_json::to_vec(&json!({"objects": objects, "reportedMs": 1})).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+struct GitHub {
+    _dir: tempfile::TempDir,
+    remote: std::path::PathBuf,
+    store: Arc<dyn Store>,
+    sync: Arc<Synchronizer>,
+}
+
+async fn git_hub(create_remote: bool) -> GitHub {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("fleet.git");
+    if create_remote {
+        bare_repo(&remote);
+    }
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("store")).unwrap());
+    register_gitops_cluster(store.as_ref(), remote.to_str().unwrap()).await;
+    let connector = StoreConnector::new(store.clone(), client_options())
+        .with_git_dir(dir.path().join("clones"));
+    let sync = Synchronizer::new(store.clone(), Arc::new(connector), fast_config());
+    GitHub {
+        _dir: dir,
+        remote,
+        store,
+        sync,
+    }
+}
+
+impl GitHub {
+    async fn run(&self, ops: Vec<emco_store::Op>, id: &str) {
+        let outcome = self
+            .store
+            .txn(emco_store::Txn {
+                compares: vec![],
+                ops,
+            })
+            .await
+            .unwrap();
+        assert!(outcome.succeeded);
+        self.sync.kick(id);
+    }
+
+    async fn store_context(&self, context: &AppContext) {
+        for (key, value) in emco_core::appcontext::encode(context).unwrap() {
+            self.store.put(&key, value).await.unwrap();
+        }
+    }
+
+    async fn wait(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&emco_rsync::ContextReport) -> bool,
+    ) -> emco_rsync::ContextReport {
+        wait_report(&self.sync, id, LONG, what, done).await
+    }
+}
+
+#[tokio::test]
+async fn a_flux_cluster_gets_files_and_follows_its_agent() {
+    let hub = git_hub(true).await;
+    let first = revision("00000000000000a1", "hello");
+    hub.store_context(&first).await;
+    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
+        .await;
+    // Committed in upstream's layout, the Flux Kustomization beside the deployment.
+    let context_dir = format!("{CLUSTER_DIR}/context/{}", first.id);
+    let deadline = std::time::Instant::now() + LONG;
+    while tree(&hub.remote, CLUSTER_DIR).len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "nothing committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let files = tree(&hub.remote, CLUSTER_DIR);
+    assert_eq!(
+        files,
+        vec![
+            format!("{context_dir}/app/web/web+Deployment.yaml"),
+            format!("{context_dir}/app/web/web-config+ConfigMap.yaml"),
+            format!("{CLUSTER_DIR}/kust{}.yaml", first.id),
+        ]
+    );
+    let kustomization = show(&hub.remote, &format!("{CLUSTER_DIR}/kust{}.yaml", first.id));
+    assert_eq!(kustomization["spec"]["path"], context_dir);
+    assert_eq!(kustomization["spec"]["interval"], "5s");
+    let deployment = show(
+        &hub.remote,
+        &format!("{context_dir}/app/web/web+Deployment.yaml"),
+    );
+    assert_eq!(
+        deployment["metadata"]["labels"]["emco/deployment-id"],
+        format!("{}-web", first.id)
+    );
+    // One commit for the app, with a message saying what it did.
+    let log = git(&hub.remote, &["log", "--format=%s", "main"]);
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        log.contains("prov+flux-1: 2 written, 0 removed (app web)"),
+        "{log}"
+    );
+
+    // Not ready until the agent says so.
+    let report = hub.sync.context_status(&first.id).await.unwrap().unwrap();
+    assert!(!report.all_ready);
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&first.id, "ready", |report| report.all_ready)
+        .await;
+
+    // An update changing the ConfigMap rewrites that file only.
+    let second = revision("00000000000000a2", "bonjour");
+    hub.store_context(&second).await;
+    hub.run(
+        Synchronizer::update_ops(&first.id, &second.id, &first.id, false),
+        &second.id,
+    )
+    .await;
+    hub.sync.kick(&first.id);
+    let deadline = std::time::Instant::now() + LONG;
+    while git(&hub.remote, &["rev-list", "--count", "main"]).trim() != "2" {
+        assert!(std::time::Instant::now() < deadline, "no update commit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let changed = git(&hub.remote, &["diff", "--name-only", "main~1", "main"]);
+    assert_eq!(
+        changed.trim(),
+        format!("{context_dir}/app/web/web-config+ConfigMap.yaml")
+    );
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&second.id, "updated and ready", |report| {
+        report.status == AppContextStatus::Updated && report.all_ready
+    })
+    .await;
+
+    // Terminate removes the files and the Kustomization; done once the agent no longer
+    // reports the objects (Flux pruned them).
+    hub.run(
+        Synchronizer::terminate_ops(&second.id, &second.id),
+        &second.id,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + LONG;
+    while !tree(&hub.remote, CLUSTER_DIR).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "files not removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&second.id, "terminated", |report| {
+        report.status == AppContextStatus::Terminated
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_it_can() {
+    let hub = git_hub(false).await;
+    let first = revision("00000000000000b1", "hello");
+    hub.store_context(&first).await;
+    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
+        .await;
+    let report = hub
+        .wait(&first.id, "retrying", |report| {
+            report.apps[0].clusters[0].connectivity == Connectivity::Retrying
+        })
+        .await;
+    assert_eq!(report.status, AppContextStatus::Instantiating);
+    // The server comes back: nothing was lost.
+    bare_repo(&hub.remote);
+    let deadline = std::time::Instant::now() + LONG;
+    while tree(&hub.remote, CLUSTER_DIR).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing committed after recovery: {:?}",
+            hub.sync.context_status(&first.id).await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    let report = hub
+        .wait(&first.id, "ready", |report| report.all_ready)
+        .await;
+    assert_eq!(
+        report.apps[0].clusters[0].connectivity,
+        Connectivity::Available
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writers_of_one_repository_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("shared.git");
+    bare_repo(&remote);
+    let spec = RepoSpec {
+        url: remote.to_str().unwrap().to_owned(),
+        branch: "main".into(),
+        user: "emco".into(),
+        token: "s3cret-token".into(),
+    };
+    // Two hubs, each with its own clone.
+    let writers = [
+        GitRepo::start(spec.clone(), dir.path().join("a")),
+        GitRepo::start(spec, dir.path().join("b")),
+    ];
+    let mut tasks = Vec::new();
+    for (index, writer) in writers.iter().enumerate() {
+        for n in 0..10 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut files = std::collections::BTreeMap::new();
+                files.insert(format!("w{index}/f{n}.yaml"), Some(b"{}\n".to_vec()));
+                writer
+                    .commit(Change {
+                        message: format!("writer {index} file {n}"),
+                        files,
+                        derived: Vec::new(),
+                    })
+                    .await
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(tree(&remote, "").len(), 20);
+    assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "20");
+}
