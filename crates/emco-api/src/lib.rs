@@ -34,6 +34,9 @@ pub struct AppState {
     /// The deploy path (instantiate, terminate, stop, status); `None` in a hub started without
     /// one (then those actions answer 503).
     pub deployer: Option<Arc<emco_deploy::Deployer>>,
+    /// The hub's secret key (the deployer's too), sealing cluster sync objects' secrets before
+    /// they are stored; `None` stores them as given (answers redact them either way).
+    pub sealer: Option<Arc<emco_store::seal::Sealer>>,
 }
 
 impl AppState {
@@ -42,11 +45,17 @@ impl AppState {
             repo,
             archive_limits: Arc::new(ArchiveLimits::default()),
             deployer: None,
+            sealer: None,
         }
     }
 
     pub fn with_deployer(mut self, deployer: Arc<emco_deploy::Deployer>) -> Self {
         self.deployer = Some(deployer);
+        self
+    }
+
+    pub fn with_sealer(mut self, sealer: Arc<emco_store::seal::Sealer>) -> Self {
+        self.sealer = Some(sealer);
         self
     }
 }
@@ -167,7 +176,7 @@ pub fn route_table() -> Vec<RouteDoc> {
             tag,
         );
         get_one.responses = vec![(200, "the resource"), (404, "not found")];
-        if kind.name == "clusterKv" {
+        if matches!(kind.name, "clusterKv" | "clusterSyncObject") {
             get_one.query = vec!["key"];
         }
         let mut put = doc(

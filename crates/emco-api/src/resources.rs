@@ -14,6 +14,7 @@ use bytes::Bytes;
 use emco_core::key::ResourceKey;
 use emco_core::kinds::{BodyFormat, NameField, RestKind};
 use emco_store::repository::{BlobChange, RepoError, Stored, Upserted};
+use emco_store::seal::{self, REDACTED, SealError};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -164,12 +165,14 @@ pub async fn create(
     let own = own_names(kind, &body.json)?;
     let key = key_from_path(kind, &params, &own)?;
     let blob = attachment(&state, kind, &body, true)?;
-    let stored = state.repo.create(&key, body.json, blob).await?;
+    let mut json = body.json;
+    seal_secrets(&state, &key, &mut json, None)?;
+    let stored = state.repo.create(&key, json, blob).await?;
     if key.kind != "deploymentIntentGroup" {
         crate::lifecycle::revoke_approval(&state, &key).await?;
     }
     tell_cluster_controllers(&state, &key, emco_deploy::clm::ClusterEvent::Created).await;
-    Ok((StatusCode::CREATED, axum::Json(stored.data)).into_response())
+    Ok((StatusCode::CREATED, axum::Json(shown(kind, stored.data))).into_response())
 }
 
 pub async fn update(
@@ -190,14 +193,90 @@ pub async fn update(
     if !kind.put_creates && !state.repo.exists(&key).await? {
         return Err(RepoError::NotFound(key).into());
     }
-    let (stored, how) = state.repo.upsert(&key, body.json, blob).await?;
+    let mut json = body.json;
+    if has_secrets(kind.name) {
+        // The stored secrets, for the values sent back as they were shown (REDACTED).
+        let previous = match state.repo.get(&key).await {
+            Ok(stored) => Some(stored.data),
+            Err(RepoError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        seal_secrets(&state, &key, &mut json, previous.as_ref())?;
+    }
+    let (stored, how) = state.repo.upsert(&key, json, blob).await?;
     crate::lifecycle::revoke_approval(&state, &key).await?;
     let (status, event) = match how {
         Upserted::Created => (StatusCode::CREATED, emco_deploy::clm::ClusterEvent::Created),
         Upserted::Updated => (StatusCode::OK, emco_deploy::clm::ClusterEvent::Updated),
     };
     tell_cluster_controllers(&state, &key, event).await;
-    Ok((status, axum::Json(stored.data)).into_response())
+    Ok((status, axum::Json(shown(kind, stored.data))).into_response())
+}
+
+/// Whether documents of `kind` hold secrets (sealed when stored, redacted when shown).
+fn has_secrets(kind: &str) -> bool {
+    kind == "clusterSyncObject"
+}
+
+/// Seals the secrets of a cluster sync object about to be stored (`previous`: the stored
+/// document, whose sealed values are kept where the client sent [`REDACTED`] back). A hub without
+/// a sealer stores them as given, keeping the stored value for a REDACTED one all the same.
+fn seal_secrets(
+    state: &AppState,
+    key: &ResourceKey,
+    doc: &mut Value,
+    previous: Option<&Value>,
+) -> ApiResult<()> {
+    if !has_secrets(&key.kind) {
+        return Ok(());
+    }
+    let result = match &state.sealer {
+        Some(sealer) => seal::seal_kv_document(
+            sealer,
+            key.get("clusterProvider").unwrap_or_default(),
+            key.name(),
+            doc,
+            previous,
+        ),
+        None => keep_redacted_in_clear(doc, previous),
+    };
+    result.map_err(|e| match e {
+        SealError::NothingToKeep(_) | SealError::NotText(_) => ApiError::BadRequest(e.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    })
+}
+
+/// Without a sealer: a secret sent back as [`REDACTED`] keeps the stored value.
+fn keep_redacted_in_clear(doc: &mut Value, previous: Option<&Value>) -> Result<(), SealError> {
+    let Some(items) = doc.pointer_mut("/spec/kv").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    for (key, value) in items
+        .iter_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|m| m.iter_mut())
+    {
+        if !seal::is_secret_kv_key(key) || value.as_str() != Some(REDACTED) {
+            continue;
+        }
+        *value = previous
+            .and_then(|p| p.pointer("/spec/kv"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find_map(|item| item.get(key.as_str()))
+            .cloned()
+            .ok_or_else(|| SealError::NothingToKeep(key.clone()))?;
+    }
+    Ok(())
+}
+
+/// A stored document as answers show it: secrets redacted.
+fn shown(kind: &RestKind, mut doc: Value) -> Value {
+    if has_secrets(kind.name) {
+        seal::redact_kv_document(&mut doc);
+    }
+    doc
 }
 
 /// On PUT the URL names the resource; the body must not name another one. A composite app's
@@ -245,6 +324,13 @@ pub async fn get(
     if let Some(wanted) = query.get("key").filter(|_| kind.name == "clusterKv") {
         return kv_value(&stored, wanted);
     }
+    if has_secrets(kind.name) {
+        let data = shown(kind, stored.data);
+        if let Some(wanted) = query.get("key") {
+            return sync_object_value(&data, wanted);
+        }
+        return Ok((StatusCode::OK, axum::Json(data)).into_response());
+    }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -290,6 +376,19 @@ fn kv_value(stored: &Stored, wanted: &str) -> ApiResult<Response> {
     )))
 }
 
+/// `GET .../cluster-sync-objects/{name}?key=K` (upstream's form): `{"value": v}` of the first
+/// pair named K, from the redacted document.
+fn sync_object_value(shown: &Value, wanted: &str) -> ApiResult<Response> {
+    shown
+        .pointer("/spec/kv")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|pair| pair.get(wanted))
+        .map(|v| axum::Json(json!({ "value": v })).into_response())
+        .ok_or_else(|| ApiError::NotFound("Cluster Sync Object key value not found".into()))
+}
+
 fn multipart_response(metadata: &Value, files: &[FilePart]) -> Response {
     let boundary = "emco-boundary-7d3c1a";
     let mut out: Vec<u8> = Vec::new();
@@ -327,7 +426,10 @@ pub async fn list(
     query: HashMap<String, String>,
 ) -> ApiResult<Response> {
     let parent = parent_key(kind, &params)?;
-    let items = list_checked(&state, kind, &parent).await?;
+    let mut items = list_checked(&state, kind, &parent).await?;
+    for item in &mut items {
+        item.data = shown(kind, std::mem::take(&mut item.data));
+    }
     Ok(axum::Json(list_view(&state, kind, &parent, &query, items).await?).into_response())
 }
 

@@ -93,8 +93,19 @@ impl ServeArgs {
             .await
             .context("loading the referential schema")?;
         let repo = Arc::new(repo.with_dangling_references(policy));
-        let deployer = self.deployer(&repo).await?;
-        let app = router(AppState::new(repo).with_deployer(deployer), self.max_body);
+        let key_file = self
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data.join("secret.key"));
+        let sealer = Arc::new(
+            emco_store::seal::Sealer::from_key_file(&key_file)
+                .with_context(|| format!("reading the secret key {}", key_file.display()))?,
+        );
+        let deployer = self.deployer(&repo, sealer.clone()).await?;
+        let state = AppState::new(repo)
+            .with_deployer(deployer)
+            .with_sealer(sealer);
+        let app = router(state, self.max_body);
         // Upstream accepts `/collection/` and `/collection` alike.
         let app = NormalizePathLayer::trim_trailing_slash().layer(app);
         let listener = tokio::net::TcpListener::bind(self.listen)
@@ -116,7 +127,11 @@ impl ServeArgs {
 
     /// The deploy path: real Helm, the resource synchronizer on the same store (resuming every
     /// run a previous process left unfinished).
-    async fn deployer(&self, repo: &Arc<Repository>) -> anyhow::Result<Arc<Deployer>> {
+    async fn deployer(
+        &self,
+        repo: &Arc<Repository>,
+        sealer: Arc<emco_store::seal::Sealer>,
+    ) -> anyhow::Result<Arc<Deployer>> {
         let helm = match &self.helm {
             Some(path) => path.clone(),
             None => emco_helm::find_helm().unwrap_or_else(|| PathBuf::from("helm")),

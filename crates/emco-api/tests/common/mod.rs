@@ -14,7 +14,9 @@ use tower::ServiceExt;
 
 pub struct Hub {
     app: axum::Router,
-    _dir: tempfile::TempDir,
+    /// The hub's repository (and through it, its store), for checks behind the API.
+    pub repo: Arc<Repository>,
+    dir: tempfile::TempDir,
 }
 
 pub struct Reply {
@@ -31,13 +33,24 @@ impl Reply {
 
 impl Hub {
     pub async fn new(max_body: usize) -> Self {
+        Self::with_state(max_body, |state| state).await
+    }
+
+    /// A hub whose state `configure` completes (a sealer, say).
+    pub async fn with_state(max_body: usize, configure: impl FnOnce(AppState) -> AppState) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = emco_store::open("", dir.path()).await.unwrap();
         let repo = Arc::new(Repository::open(store).await.unwrap());
         Self {
-            app: router(AppState::new(repo), max_body),
-            _dir: dir,
+            app: router(configure(AppState::new(repo.clone())), max_body),
+            repo,
+            dir,
         }
+    }
+
+    /// The directory of the hub's embedded store.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub async fn send(
