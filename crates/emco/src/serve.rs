@@ -138,14 +138,6 @@ impl ServeArgs {
         };
         let renderer = Arc::new(HelmRenderer::new(HelmConfig::new(helm)));
         let store = repo.store().clone();
-        let key_file = self
-            .secret_key_file
-            .clone()
-            .unwrap_or_else(|| self.data.join("secret.key"));
-        let sealer = Arc::new(
-            emco_store::seal::Sealer::from_key_file(&key_file)
-                .with_context(|| format!("reading the secret key {}", key_file.display()))?,
-        );
         let connector = Arc::new(
             StoreConnector::new(store.clone(), ClusterOptions::default())
                 .with_git_dir(self.data.join("gitops"))

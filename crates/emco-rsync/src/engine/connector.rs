@@ -200,12 +200,11 @@ impl StoreConnector {
             })?;
         let body = stored_body(&entry.value).unwrap_or(Value::Null);
         match &self.gitops.sealer {
-            Some(sealer) => open_kv_tmp(sealer, &cluster.provider, name, &body).map_err(|error| {
-                ClusterError::Kubeconfig {
+            Some(sealer) => emco_store::seal::open_kv(sealer, &cluster.provider, name, &body)
+                .map_err(|error| ClusterError::Kubeconfig {
                     cluster: cluster.to_string(),
                     message: format!("cluster sync object {name}: {error}"),
-                }
-            }),
+                }),
             None => Ok(emco_core::gitops::kv_pairs(&body)),
         }
     }
@@ -370,28 +369,6 @@ impl Connector for StoreConnector {
         );
         Ok(client)
     }
-}
-
-// TEMPORARY until emco_store::seal::open_kv lands.
-fn open_kv_tmp(
-    sealer: &Sealer,
-    provider: &str,
-    name: &str,
-    body: &Value,
-) -> Result<Vec<(String, String)>, String> {
-    emco_core::gitops::kv_pairs(body)
-        .into_iter()
-        .map(|(key, value)| match value.strip_prefix("sealed:") {
-            Some(sealed) => sealer
-                .open(
-                    &format!("clusterSyncObject/{provider}/{name}/{key}"),
-                    sealed,
-                )
-                .map_err(|error| error.to_string())
-                .map(|bytes| (key, String::from_utf8_lossy(&bytes).into_owned())),
-            None => Ok((key, value)),
-        })
-        .collect()
 }
 
 #[cfg(test)]
