@@ -37,6 +37,8 @@ struct Azure {
     /// What was wrong with requests; a test ends by asserting there is nothing.
     problems: Vec<String>,
     tokens_issued: u32,
+    /// `expires_in` of issued tokens; an hour when unset.
+    token_seconds: Option<&'static str>,
     /// The body each PUT path must carry.
     expected_bodies: HashMap<String, Value>,
     /// Answers by "METHOD path", used in order; without one a PUT answers 200 and a DELETE 404.
@@ -81,12 +83,12 @@ async fn azure(
         }
         az.tokens_issued += 1;
         let token = format!("token-{}", az.tokens_issued);
+        let seconds = az.token_seconds.unwrap_or("3599");
         return reply(
             200,
             vec![],
-            json!({"token_type": "Bearer", "expires_in": "3599", "ext_expires_in": "3599",
-                "expires_on": "4102444800", "resource": "https://management.core.windows.net/",
-                "access_token": token}),
+            json!({"token_type": "Bearer", "expires_in": seconds, "ext_expires_in": seconds,
+                "resource": "https://management.core.windows.net/", "access_token": token}),
         );
     }
 
@@ -315,6 +317,25 @@ async fn apply_gets_a_token_ensures_flux_and_puts_the_configuration_once_per_tok
         1,
         "the second apply reuses the token"
     );
+    azure.assert_no_problems();
+}
+
+#[tokio::test]
+async fn token_about_to_expire_is_renewed() {
+    let azure = StandIn::start().await;
+    expect_admin_bodies(&azure);
+    azure.state.lock().unwrap().token_seconds = Some("120");
+    let client = azure.client();
+
+    client.apply(&admin_config()).await.unwrap();
+    client.apply(&admin_config()).await.unwrap();
+
+    assert_eq!(
+        azure.tokens_issued(),
+        2,
+        "a token with two minutes left is not reused"
+    );
+    assert_eq!(azure.seen().len(), 6);
     azure.assert_no_problems();
 }
 
