@@ -381,3 +381,116 @@ async fn concurrent_writers_of_one_repository_lose_nothing() {
     assert_eq!(tree(&remote, "").len(), 20);
     assert_eq!(git(&remote, &["rev-list", "--count", "main"]).trim(), "20");
 }
+
+/// A stand-in Azure: issues a token, accepts the extension and Flux configuration calls, and
+/// records `METHOD path` of each (the client's own tests check every field of each request).
+async fn stand_in_azure() -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use axum::extract::{Request, State};
+    type Log = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+    let log: Log = Arc::default();
+    async fn answer(State(log): State<Log>, request: Request) -> axum::Json<Value> {
+        let line = format!("{} {}", request.method(), request.uri());
+        let bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        log.lock().unwrap().push((line, body));
+        axum::Json(json!({"access_token": "stand-in-token", "expires_in": "3600"}))
+    }
+    let app = axum::Router::new().fallback(answer).with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, log)
+}
+
+#[tokio::test]
+async fn an_azure_arc_cluster_gets_a_flux_configuration_per_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("fleet.git");
+    bare_repo(&remote);
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("store")).unwrap());
+    register_gitops_cluster(store.as_ref(), remote.to_str().unwrap()).await;
+    put_doc(
+        store.as_ref(),
+        "d/cluster/prov/flux-1",
+        json!({"metadata": {"name": "flux-1"}, "spec": {"gitOps": {"gitOpsType": "azureArcV2",
+            "gitOpsReferenceObject": "repo", "gitOpsResourceObject": "azure"}}}),
+    )
+    .await;
+    put_doc(
+        store.as_ref(),
+        "d/clusterSyncObject/prov/azure",
+        json!({"metadata": {"name": "azure"}, "spec": {"kv": [{"clientID": "app"},
+            {"tenantID": "tenant"}, {"clientSecret": "secret"}, {"subscriptionID": "sub"},
+            {"arcCluster": "arc1"}, {"arcResourceGroup": "rg"}]}}),
+    )
+    .await;
+    let (azure, log) = stand_in_azure().await;
+    let connector = StoreConnector::new(store.clone(), client_options())
+        .with_git_dir(dir.path().join("clones"))
+        .with_azure_endpoints(emco_rsync::gitops::azure::ArcEndpoints {
+            login: azure.clone(),
+            management: azure,
+        });
+    let hub = GitHub {
+        _dir: dir,
+        remote,
+        store: store.clone(),
+        sync: Synchronizer::new(store, Arc::new(connector), fast_config()),
+    };
+    let first = revision("00000000000000c1", "hello");
+    hub.store_context(&first).await;
+    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
+        .await;
+    let flux_config = format!(
+        "PUT /subscriptions/sub/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/arc1/providers/Microsoft.KubernetesConfiguration/fluxConfigurations/config-{}?api-version=2022-03-01",
+        first.id
+    );
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let found = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(line, _)| *line == flux_config)
+            .map(|(_, body)| body.clone());
+        if let Some(body) = found {
+            let kustomization = &body["properties"]["kustomizations"]["kustomization-1"];
+            assert_eq!(
+                kustomization["path"],
+                format!("./{CLUSTER_DIR}/context/{}", first.id)
+            );
+            assert_eq!(body["properties"]["gitRepository"]["httpsUser"], "emco");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no flux configuration: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No Kustomization file in Git: Azure holds the configuration.
+    assert!(
+        tree(&hub.remote, CLUSTER_DIR)
+            .iter()
+            .all(|path| path.contains("/context/"))
+    );
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&first.id, "ready", |report| report.all_ready)
+        .await;
+    hub.run(Synchronizer::terminate_ops(&first.id, &first.id), &first.id)
+        .await;
+    let delete = flux_config.replacen("PUT", "DELETE", 1);
+    let deadline = std::time::Instant::now() + LONG;
+    while !log.lock().unwrap().iter().any(|(line, _)| *line == delete) {
+        assert!(std::time::Instant::now() < deadline, "no delete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&first.id, "terminated", |report| {
+        report.status == AppContextStatus::Terminated
+    })
+    .await;
+}

@@ -36,6 +36,13 @@ pub struct ServeArgs {
     /// the data directory. Hubs sharing one etcd must share this file.
     #[arg(long, env = "EMCO_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    /// Azure's login endpoint for Azure Arc (GitOps) clusters (a stand-in, or a sovereign
+    /// cloud's).
+    #[arg(long, env = "EMCO_AZURE_LOGIN_URL", default_value = emco_rsync::gitops::azure::PUBLIC_LOGIN)]
+    azure_login_url: String,
+    /// Azure Resource Manager's endpoint for Azure Arc clusters.
+    #[arg(long, env = "EMCO_AZURE_MANAGEMENT_URL", default_value = emco_rsync::gitops::azure::PUBLIC_MANAGEMENT)]
+    azure_management_url: String,
     /// `etcd://host:port[,host:port...]` to keep all state in etcd instead.
     #[arg(long, env = "EMCO_STORE")]
     store: Option<String>,
@@ -141,6 +148,10 @@ impl ServeArgs {
         let connector = Arc::new(
             StoreConnector::new(store.clone(), ClusterOptions::default())
                 .with_git_dir(self.data.join("gitops"))
+                .with_azure_endpoints(emco_rsync::gitops::azure::ArcEndpoints {
+                    login: self.azure_login_url.clone(),
+                    management: self.azure_management_url.clone(),
+                })
                 .with_sealer(sealer.clone()),
         );
         let config = SyncConfig {

@@ -18,6 +18,7 @@ use emco_core::gitops::{ClusterGitOps, GitSettings, SyncTimes};
 use emco_store::seal::Sealer;
 
 use crate::cluster::{ClusterApi, ClusterError, ClusterOptions, KubeCluster};
+use crate::gitops::azure::{ArcClient, ArcEndpoints, ArcSettings};
 use crate::gitops::cluster::{GitCluster, Staged};
 use crate::gitops::repo::{GitRepo, RepoSpec};
 
@@ -115,6 +116,9 @@ struct GitOpsClients {
     /// What each cluster staged and has not committed yet (outlives its clients).
     staged: Mutex<HashMap<ClusterId, Arc<Mutex<Staged>>>>,
     sealer: Option<Arc<Sealer>>,
+    azure: ArcEndpoints,
+    /// One Azure client per cluster (its token is cached inside).
+    arc_clients: Mutex<HashMap<ClusterId, (ArcSettings, Arc<ArcClient>)>>,
 }
 
 /// Where the hub keeps a cluster's document.
@@ -163,6 +167,8 @@ impl StoreConnector {
                 repos: Mutex::new(HashMap::new()),
                 staged: Mutex::new(HashMap::new()),
                 sealer: None,
+                azure: ArcEndpoints::default(),
+                arc_clients: Mutex::new(HashMap::new()),
             },
         }
     }
@@ -170,6 +176,13 @@ impl StoreConnector {
     /// Keeps GitOps clusters' repository clones under `dir` (the hub's data directory).
     pub fn with_git_dir(mut self, dir: PathBuf) -> Self {
         self.gitops.dir = dir;
+        self
+    }
+
+    /// Reaches Azure (for Azure Arc clusters) at these endpoints instead of Azure's public
+    /// cloud.
+    pub fn with_azure_endpoints(mut self, endpoints: ArcEndpoints) -> Self {
+        self.gitops.azure = endpoints;
         self
     }
 
@@ -262,7 +275,7 @@ impl StoreConnector {
             .entry(cluster.clone())
             .or_default()
             .clone();
-        Ok(Arc::new(GitCluster::new(
+        let mut client = GitCluster::new(
             cluster.clone(),
             settings.kind,
             repo,
@@ -270,7 +283,37 @@ impl StoreConnector {
             times,
             self.store.clone(),
             staged,
-        )))
+        );
+        if settings.kind == emco_core::gitops::GitOpsType::AzureArc {
+            let unusable = |message: String| ClusterError::Kubeconfig {
+                cluster: cluster.to_string(),
+                message,
+            };
+            let arc_settings = ArcSettings::from_kv(&resource)
+                .map_err(|error| unusable(format!("{}: {error}", settings.resource_object)))?;
+            let mut clients = self
+                .gitops
+                .arc_clients
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let arc = match clients.get(cluster) {
+                Some((known, arc)) if *known == arc_settings => arc.clone(),
+                _ => {
+                    let arc = Arc::new(
+                        ArcClient::new(
+                            arc_settings.clone(),
+                            self.gitops.azure.clone(),
+                            self.options.request_timeout,
+                        )
+                        .map_err(|error| unusable(error.to_string()))?,
+                    );
+                    clients.insert(cluster.clone(), (arc_settings, arc.clone()));
+                    arc
+                }
+            };
+            client = client.with_arc(arc);
+        }
+        Ok(Arc::new(client))
     }
 
     /// Keeps at most `capacity` clients (at least one).

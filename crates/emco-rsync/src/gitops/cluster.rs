@@ -11,7 +11,30 @@ use emco_core::gitops::{self, GitOpsType, GitSettings, SyncTimes};
 use emco_store::Store;
 use serde_json::Value;
 
+use super::azure::{ArcClient, ArcError, FluxConfiguration};
 use super::repo::{Change, Derived, GitRepo};
+
+/// Azure's refusals as the synchronizer's errors: retryable ones retried (after Azure's
+/// `Retry-After`), others final.
+fn arc_error(cluster: &str, error: ArcError) -> ClusterError {
+    if error.retryable() {
+        ClusterError::Api {
+            cluster: cluster.to_owned(),
+            code: 503,
+            reason: "AzureUnavailable".into(),
+            message: error.to_string(),
+            retry_after: error.retry_after(),
+        }
+    } else {
+        ClusterError::Api {
+            cluster: cluster.to_owned(),
+            code: 400,
+            reason: "AzureRefused".into(),
+            message: error.to_string(),
+            retry_after: None,
+        }
+    }
+}
 use crate::cluster::{ApplyRequest, ClusterApi, ClusterError, Deleted};
 use crate::engine::DEPLOYMENT_ID_LABEL;
 
@@ -36,6 +59,8 @@ pub struct GitCluster {
     times: SyncTimes,
     store: Arc<dyn Store>,
     staged: Arc<Mutex<Staged>>,
+    /// Azure Arc clusters: where their Flux configurations are made.
+    arc: Option<Arc<ArcClient>>,
 }
 
 impl GitCluster {
@@ -57,7 +82,52 @@ impl GitCluster {
             times,
             store,
             staged,
+            arc: None,
         }
+    }
+
+    /// An Azure Arc cluster: each deployment also gets a Flux configuration through Azure's
+    /// REST API (made with the deployment's first files, removed with its last).
+    pub fn with_arc(mut self, arc: Arc<ArcClient>) -> Self {
+        self.arc = Some(arc);
+        self
+    }
+
+    /// Makes or removes each touched deployment's Azure Flux configuration to match the
+    /// repository.
+    async fn sync_arc(&self, contexts: &[&str]) -> Result<(), ClusterError> {
+        let Some(arc) = &self.arc else {
+            return Ok(());
+        };
+        for context in contexts {
+            let mut config = FluxConfiguration::for_context(
+                context,
+                &self.id.provider,
+                &self.id.cluster,
+                "0",
+                "",
+                &self.git.url,
+                &self.git.branch,
+            );
+            config.https_user = Some(self.git.user_name.clone());
+            config.https_key = Some(self.git.token.clone());
+            let dir = format!(
+                "{}/app",
+                gitops::context_dir(&self.id.provider, &self.id.cluster, context)
+            );
+            let deployed = self
+                .repo
+                .has_files(&dir)
+                .await
+                .map_err(|error| self.git_error(error))?;
+            let result = if deployed {
+                arc.apply(&config).await
+            } else {
+                arc.delete(&config.name).await
+            };
+            result.map_err(|error| arc_error(&self.name, error))?;
+        }
+        Ok(())
     }
 
     fn staged(&self) -> std::sync::MutexGuard<'_, Staged> {
@@ -319,6 +389,7 @@ impl ClusterApi for GitCluster {
             })
             .await
             .map_err(|error| self.git_error(error))?;
+        self.sync_arc(&contexts).await?;
         // Only what was committed: the worker is this cluster's only writer, so nothing was
         // staged meanwhile, but be exact anyway.
         let mut now = self.staged();

@@ -133,6 +133,13 @@ impl GitRepo {
         Ok(found)
     }
 
+    /// Whether folder `dir` holds any file on the branch (brought up to date first).
+    pub async fn has_files(&self, dir: &str) -> Result<bool, GitError> {
+        let _tree = self.tree.lock().await;
+        self.sync().await?;
+        Ok(dir_has_files(&self.dir.join(dir)))
+    }
+
     /// The content of `path` on the branch as last fetched.
     pub async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GitError> {
         let _tree = self.tree.lock().await;
