@@ -35,6 +35,8 @@ pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod faults;
+pub mod flux;
+pub mod git;
 pub mod meta;
 pub mod openapi;
 pub mod proto;
@@ -88,6 +90,14 @@ pub struct SimOptions {
     pub nodes: u32,
     /// Serve HTTPS with a throw-away CA (see [`tls`]); kubeconfigs then carry the CA.
     pub tls: bool,
+    /// Where the Git server keeps its bare repositories (see [`git`]); by default `git/` in a
+    /// directory of this process (under the kubeconfig directory when there is one).
+    pub git_root: Option<PathBuf>,
+    /// Git users (HTTP Basic); when any are set, every Git request must name one of them.
+    pub git_users: Vec<git::GitUser>,
+    /// How often pull mode ([`flux`]) reconciles each cluster, instead of the objects'
+    /// `spec.interval` (so tests are fast).
+    pub flux_interval: Duration,
 }
 
 impl Default for SimOptions {
@@ -100,6 +110,9 @@ impl Default for SimOptions {
             ready_after: Duration::from_secs(1),
             nodes: 1,
             tls: false,
+            git_root: None,
+            git_users: Vec::new(),
+            flux_interval: Duration::from_millis(1000),
         }
     }
 }
@@ -124,6 +137,46 @@ pub struct Sim {
     reactor: Arc<workloads::Reactor>,
     /// The CA of a TLS simulator, created on first use.
     tls_ca: Mutex<Option<Arc<csr::ClusterCa>>>,
+    /// Files of this process: the default Git root and pull mode's checkouts.
+    work_dir: WorkDir,
+    git: git::GitServer,
+    flux: flux::Flux,
+}
+
+/// A directory of this simulator, removed with it when the simulator made it up itself.
+#[derive(Debug)]
+struct WorkDir {
+    path: PathBuf,
+    owned: bool,
+}
+
+impl WorkDir {
+    fn new(options: &SimOptions) -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let unique = format!(
+            "emco-sim-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        match &options.kubeconfig_dir {
+            Some(dir) => Self {
+                path: dir.join(format!(".{unique}")),
+                owned: true,
+            },
+            None => Self {
+                path: std::env::temp_dir().join(unique),
+                owned: true,
+            },
+        }
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// Compares `edge-2` before `edge-10`.
@@ -143,18 +196,42 @@ impl Sim {
             ready_after: options.ready_after,
             nodes: options.nodes,
         });
+        let work_dir = WorkDir::new(&options);
+        let git_root = options
+            .git_root
+            .clone()
+            .unwrap_or_else(|| work_dir.path.join("git"));
+        let git = git::GitServer::new(git_root, options.git_users.clone());
         Arc::new(Self {
             options,
             clusters: RwLock::new(HashMap::new()),
             base_url: RwLock::new(String::new()),
             reactor,
             tls_ca: Mutex::new(None),
+            work_dir,
+            git,
+            flux: flux::Flux::default(),
         })
     }
 
     /// Its options.
     pub fn options(&self) -> &SimOptions {
         &self.options
+    }
+
+    /// The Git server (see [`git`]).
+    pub fn git(&self) -> &git::GitServer {
+        &self.git
+    }
+
+    /// Pull mode (see [`flux`]).
+    pub fn flux(&self) -> &flux::Flux {
+        &self.flux
+    }
+
+    /// A directory private to this simulator (removed with it).
+    pub fn work_dir(&self) -> &std::path::Path {
+        &self.work_dir.path
     }
 
     /// `http://host:port` (`https://` with TLS), once listening.
@@ -395,6 +472,16 @@ pub fn router(sim: Arc<Sim>) -> Router {
             "/sim/clusters/{name}/restart",
             post(control::restart_cluster),
         )
+        .route("/git/{*path}", any(git::serve))
+        .route("/sim/git/repos", get(git::list_repos))
+        .route("/sim/git/repos/{name}", post(git::create_repo))
+        .route("/sim/git/down", post(git::down))
+        .route("/sim/git/up", post(git::up))
+        .route(
+            "/sim/clusters/{name}/flux",
+            get(flux::show).post(flux::bootstrap),
+        )
+        .route("/sim/clusters/{name}/flux/reconcile", post(flux::reconcile))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(sim)
 }

@@ -38,6 +38,16 @@ pub struct SimArgs {
     /// (`certificate-authority-data`), so clients verify the server.
     #[arg(long)]
     tls: bool,
+    /// Directory of the Git server's bare repositories (`/git/{repo}.git`); by default a
+    /// directory of this process, removed at exit.
+    #[arg(long)]
+    git_root: Option<PathBuf>,
+    /// A Git user, `NAME:TOKEN` (HTTP Basic); repeatable. With any, Git requires one of them.
+    #[arg(long = "git-user", value_name = "NAME:TOKEN")]
+    git_users: Vec<emco_sim::git::GitUser>,
+    /// Milliseconds between pull-mode (Flux) reconciles of each cluster.
+    #[arg(long, default_value_t = 1000)]
+    flux_interval_ms: u64,
 }
 
 impl SimArgs {
@@ -49,6 +59,9 @@ impl SimArgs {
             ready_after: self.ready_after,
             nodes: self.nodes,
             tls: self.tls,
+            git_root: self.git_root.clone(),
+            git_users: self.git_users.clone(),
+            flux_interval: Duration::from_millis(self.flux_interval_ms.max(10)),
             ..SimOptions::default()
         };
         let sim = Sim::new(options);
