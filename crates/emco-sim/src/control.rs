@@ -32,6 +32,9 @@
 //! answered: creates, updates, patches, applies, deletes). `GET /sim/stats` answers
 //! `{"clusters": n, "writes": total}` over every cluster. Errors are
 //! `{"error": "…"}`. Removing a cluster ends its watches and deletes its kubeconfig.
+//!
+//! The Git server's endpoints (`/sim/git/…`) are in [`crate::git`], pull mode's
+//! (`/sim/clusters/{name}/flux…`) in [`crate::flux`]; docs/sim.md lists them.
 
 use std::sync::Arc;
 
