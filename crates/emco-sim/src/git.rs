@@ -246,9 +246,15 @@ async fn run_backend(
             .unwrap_or_default()
             .to_owned()
     };
-    let exec_path = run_git(&["--exec-path"]).await?;
-    let backend = Path::new(exec_path.trim()).join("git-http-backend");
-    let mut command = tokio::process::Command::new(&backend);
+    // Asked once: every request would otherwise spawn an extra git.
+    static BACKEND: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+    let backend = BACKEND
+        .get_or_try_init(|| async {
+            let exec_path = run_git(&["--exec-path"]).await?;
+            Ok::<_, GitError>(Path::new(exec_path.trim()).join("git-http-backend"))
+        })
+        .await?;
+    let mut command = tokio::process::Command::new(backend);
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

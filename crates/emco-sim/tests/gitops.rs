@@ -460,6 +460,36 @@ async fn the_reconcile_loop_runs_by_itself() {
                 .await
                 .unwrap();
             assert_eq!(shown["lastPass"]["kustomizations"][0]["ready"], true);
+            // A file that does not parse: Ready False naming it; the objects stay.
+            work.write("apps/broken.yaml", "kind: [\n");
+            work.push("broken");
+            let (_, report) =
+                post(&format!("{base}/sim/clusters/edge-1/flux/reconcile"), None).await;
+            let message = report["lastPass"]["kustomizations"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(message.contains("apps/broken.yaml"), "{report}");
+            let kustomization = get_object(
+                &harness,
+                "edge-1",
+                "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/flux-system",
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                kustomization["status"]["conditions"][0]["reason"],
+                "BuildFailed"
+            );
+            assert!(
+                get_object(
+                    &harness,
+                    "edge-1",
+                    "/api/v1/namespaces/default/configmaps/looped"
+                )
+                .await
+                .is_some()
+            );
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
