@@ -39,7 +39,7 @@ pub struct SimArgs {
     #[arg(long)]
     tls: bool,
     /// Directory of the Git server's bare repositories (`/git/{repo}.git`); by default a
-    /// directory of this process, removed at exit.
+    /// directory of this process, removed when it stops (Ctrl-C).
     #[arg(long)]
     git_root: Option<PathBuf>,
     /// A Git user, `NAME:TOKEN` (HTTP Basic); repeatable. With any, Git requires one of them.
