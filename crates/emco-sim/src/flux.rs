@@ -121,6 +121,14 @@ struct Entry {
 }
 
 impl Flux {
+    /// Stops pull mode on a cluster (it was removed).
+    pub fn forget(&self, cluster: &str) {
+        self.clusters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(cluster);
+    }
+
     fn get(&self, cluster: &str) -> Option<Arc<FluxCluster>> {
         self.clusters
             .lock()

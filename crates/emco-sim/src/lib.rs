@@ -422,6 +422,7 @@ impl Sim {
         if removed.is_none() {
             return Err(SimError::ClusterNotFound(name.to_owned()));
         }
+        self.flux.forget(name);
         if let Some(path) = self.kubeconfig_path(name) {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
