@@ -1,0 +1,332 @@
+//! End to end through Git: upstream's `examples/test-flux` applied unchanged through `emcoctl`
+//! to the real hub. cluster1 is reached through its kubeconfig, cluster2 is a Flux cluster: the
+//! hub writes its objects into a real Git repository (served by `emco sim` through
+//! `git http-backend`, token required), the simulator's Flux-like pull mode applies them, and
+//! `emco agent` beside the cluster reports them back. collectd goes to both clusters in one
+//! group; status reaches Ready for both; an update and terminate reach both.
+
+#[allow(dead_code)]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde_json::{Value, json};
+use support::{Bed, Kubectl, generated, upstream_example, wait_for};
+
+const GROUP: &str = "/v2/projects/proj-flux-1/composite-apps/test-composite-app/v1/deployment-intent-groups/test-deployment-intent";
+const GIT_USER: &str = "gituser";
+const GIT_TOKEN: &str = "gittoken";
+/// `gituser:gittoken` in base64, for the test's own clone.
+const GIT_BASIC: &str = "Z2l0dXNlcjpnaXR0b2tlbg==";
+
+/// Upstream's generated values for test-flux: the simulator's kubeconfig and Git repository,
+/// the generated archives, and collectd placed on both clusters (upstream's values place it
+/// on the Flux cluster only).
+fn flux_values(dir: &Path, bed: &Bed, git_url: &str) -> anyhow::Result<PathBuf> {
+    let source = generated("examples/test-flux/values.yaml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split_once(':').map_or(line, |(key, _)| key);
+        let line = match key.trim() {
+            "PackagesPath" => format!("{key}: {}", generated("tarballs").display()),
+            "KubeConfig" => format!("{key}: {}", bed.sim.kubeconfig("cluster1").display()),
+            "GitUrl" => format!("{key}: {git_url}"),
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let out = out.replace(
+        "        Cluster:\n          - cluster2\n",
+        "        Cluster:\n          - cluster1\n          - cluster2\n",
+    );
+    ensure!(out.contains("- cluster1\n          - cluster2"), "{out}");
+    let path = dir.join("values.yaml");
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+/// `emco agent` beside cluster2, killed with the test.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(bed: &Bed) -> anyhow::Result<Agent> {
+    let log = std::fs::File::create(bed.scratch().join("agent.log"))?;
+    let child = Command::new(env!("CARGO_BIN_EXE_emco"))
+        .arg("agent")
+        .args(["--hub", &bed.hub.base_url])
+        .args(["--cluster-provider", "provider-flux", "--cluster", "cluster2"])
+        .arg("--kubeconfig")
+        .arg(bed.sim.kubeconfig("cluster2"))
+        .args(["--interval-ms", "200"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("spawning emco agent")?;
+    Ok(Agent(child))
+}
+
+/// collectd's objects on a cluster, as kubectl lists them (`Kind/name`).
+fn collectd_objects(kubectl: &Kubectl) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = kubectl
+        .labelled("daemonsets,configmaps")?
+        .iter()
+        .map(|object| {
+            format!(
+                "{}/{}",
+                object["kind"].as_str().unwrap_or_default(),
+                object["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// What `flux bootstrap --path=clusters/provider-flux+cluster2` commits: the cluster's own
+/// source and root Kustomization, so the cluster's folder is never empty.
+fn commit_bootstrap(bed: &Bed, git_url: &str) -> anyhow::Result<()> {
+    let clone = bed.scratch().join("bootstrap-clone");
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let output = Command::new("git")
+            .current_dir(&clone)
+            .args(["-c", &format!("http.extraHeader=Authorization: Basic {GIT_BASIC}")])
+            .args(["-c", "user.name=flux", "-c", "user.email=flux@localhost"])
+            .args(args)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    };
+    std::fs::create_dir_all(clone.join("clusters/provider-flux+cluster2/flux-system"))?;
+    git(&["init", "--quiet", "-b", "main"])?;
+    std::fs::write(
+        clone.join("clusters/provider-flux+cluster2/flux-system/gotk-sync.yaml"),
+        [
+            "apiVersion: source.toolkit.fluxcd.io/v1",
+            "kind: GitRepository",
+            "metadata:",
+            "  name: flux-system",
+            "  namespace: flux-system",
+            "spec:",
+            "  interval: 1m0s",
+            "  ref:",
+            "    branch: main",
+            "  secretRef:",
+            "    name: flux-system",
+            &format!("  url: {git_url}"),
+            "---",
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1",
+            "kind: Kustomization",
+            "metadata:",
+            "  name: flux-system",
+            "  namespace: flux-system",
+            "spec:",
+            "  interval: 10m0s",
+            "  path: ./clusters/provider-flux+cluster2",
+            "  prune: true",
+            "  sourceRef:",
+            "    kind: GitRepository",
+            "    name: flux-system",
+            "",
+        ]
+        .join("\n"),
+    )?;
+    git(&["add", "--all"])?;
+    git(&["commit", "--quiet", "-m", "Add Flux sync manifests"])?;
+    git(&["push", "--quiet", git_url, "main"])?;
+    Ok(())
+}
+
+fn git_files(bed: &Bed, git_url: &str) -> anyhow::Result<Vec<String>> {
+    let clone = bed.scratch().join("check-clone");
+    let _ = std::fs::remove_dir_all(&clone);
+    let output = Command::new("git")
+        .args(["-c", &format!("http.extraHeader=Authorization: Basic {GIT_BASIC}")])
+        .args(["clone", "--quiet", git_url])
+        .arg(&clone)
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "git clone: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing = Command::new("git")
+        .current_dir(&clone)
+        .args(["ls-files"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+async fn summary(bed: &Bed) -> anyhow::Result<Value> {
+    bed.api
+        .status(GROUP, "status=ready&output=summary")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -> anyhow::Result<()>
+{
+    let bed = Bed::start_with(
+        2,
+        "cluster",
+        "1s",
+        &[
+            "--git-user",
+            &format!("{GIT_USER}:{GIT_TOKEN}"),
+            "--flux-interval-ms",
+            "300",
+        ],
+    )
+    .await?;
+    let client = &bed.client;
+    let repo: Value = client
+        .post(format!("{}/sim/git/repos/gitrepo", bed.sim.base_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let git_url = repo["url"].as_str().context("repo url")?.to_owned();
+    commit_bootstrap(&bed, &git_url)?;
+    let bootstrap = client
+        .post(format!("{}/sim/clusters/cluster2/flux", bed.sim.base_url))
+        .json(&json!({"url": git_url, "branch": "main",
+            "path": "./clusters/provider-flux+cluster2",
+            "username": GIT_USER, "token": GIT_TOKEN}))
+        .send()
+        .await?;
+    ensure!(
+        bootstrap.status().is_success(),
+        "bootstrap: {}",
+        bootstrap.text().await?
+    );
+    let _agent = start_agent(&bed)?;
+
+    let ctl = bed.emcoctl()?;
+    let values = flux_values(bed.scratch(), &bed, &git_url)?;
+    let file = |name: &str| upstream_example(&format!("test-flux/{name}"));
+    // The cluster2 entry uploads `values.yaml` (a placeholder file): run where it is.
+    let dir = Some(bed.scratch());
+    ctl.file_in(
+        dir,
+        "apply",
+        &generated("examples/test-flux/00-prerequisites.yaml"),
+        &values,
+        &[],
+    )?;
+    for name in [
+        "01-logical-cloud.yaml",
+        "02-deployment-intent.yaml",
+        "03-instantiation.yaml",
+    ] {
+        ctl.file_in(dir, "apply", &file(name), &values, &[])?;
+    }
+    // The token is sealed: GET shows it masked.
+    let sync_object = bed
+        .api
+        .get("/v2/cluster-providers/provider-flux/cluster-sync-objects/GitObjectFluxRepo")
+        .await?
+        .json()?;
+    ensure!(
+        !sync_object.to_string().contains(GIT_TOKEN),
+        "{sync_object}"
+    );
+
+    let group = GROUP.trim_start_matches("/v2/");
+    let watch = ctl.watch(group, "90s")?;
+    ensure!(
+        watch.code == Some(0) && watch.stdout.contains("all resources ready"),
+        "emcoctl status --watch:\n{}\n{}\nhub:\n{}\nagent:\n{}",
+        watch.stdout,
+        watch.stderr,
+        bed.hub.stderr(),
+        std::fs::read_to_string(bed.scratch().join("agent.log")).unwrap_or_default()
+    );
+    let cluster1 = bed.kubectl("cluster1");
+    let cluster2 = bed.kubectl("cluster2");
+    let on_cluster1 = collectd_objects(&cluster1)?;
+    let on_cluster2 = collectd_objects(&cluster2)?;
+    ensure!(
+        !on_cluster1.is_empty() && on_cluster1 == on_cluster2,
+        "cluster1 {on_cluster1:?} cluster2 {on_cluster2:?}"
+    );
+    // On cluster2 Flux applied them (its labels), from the hub's files in Git.
+    let daemonsets = cluster2.get_json(&["daemonsets", "-A"])?;
+    ensure!(
+        daemonsets.iter().any(|object| {
+            object["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"]
+                .as_str()
+                .is_some_and(|name| name.starts_with("kust"))
+        }),
+        "{daemonsets:?}"
+    );
+    let files = git_files(&bed, &git_url)?;
+    ensure!(
+        files
+            .iter()
+            .any(|f| f.starts_with("clusters/provider-flux+cluster2/context/")
+                && f.contains("/app/collectd/")),
+        "{files:?}"
+    );
+    ensure!(
+        !files.iter().any(|f| f.contains("provider-flux+cluster1")),
+        "the push cluster has nothing in Git: {files:?}"
+    );
+
+    // Terminate (the README's clean-up order): both clusters are emptied, and the Flux
+    // cluster's folder leaves Git.
+    ctl.file_in(dir, "delete", &file("03-instantiation.yaml"), &values, &[])?;
+    wait_for(
+        "collectd gone from both clusters",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let left = (collectd_objects(&cluster1)?, collectd_objects(&cluster2)?);
+            Ok(if left.0.is_empty() && left.1.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            })
+        },
+    )
+    .await?;
+    let state = wait_for(
+        "terminated",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let status = summary(&bed).await?;
+            let state = status["deployedStatus"].as_str().unwrap_or_default().to_owned();
+            Ok(if state == "Terminated" {
+                Ok(status)
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+    let files = git_files(&bed, &git_url)?;
+    ensure!(
+        !files.iter().any(|f| f.contains("/context/")),
+        "{files:?} {state}"
+    );
+    Ok(())
+}
