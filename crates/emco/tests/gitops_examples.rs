@@ -66,7 +66,12 @@ fn start_agent(bed: &Bed) -> anyhow::Result<Agent> {
     let child = Command::new(env!("CARGO_BIN_EXE_emco"))
         .arg("agent")
         .args(["--hub", &bed.hub.base_url])
-        .args(["--cluster-provider", "provider-flux", "--cluster", "cluster2"])
+        .args([
+            "--cluster-provider",
+            "provider-flux",
+            "--cluster",
+            "cluster2",
+        ])
         .arg("--kubeconfig")
         .arg(bed.sim.kubeconfig("cluster2"))
         .args(["--interval-ms", "200"])
@@ -102,7 +107,10 @@ fn commit_bootstrap(bed: &Bed, git_url: &str) -> anyhow::Result<()> {
     let git = |args: &[&str]| -> anyhow::Result<()> {
         let output = Command::new("git")
             .current_dir(&clone)
-            .args(["-c", &format!("http.extraHeader=Authorization: Basic {GIT_BASIC}")])
+            .args([
+                "-c",
+                &format!("http.extraHeader=Authorization: Basic {GIT_BASIC}"),
+            ])
             .args(["-c", "user.name=flux", "-c", "user.email=flux@localhost"])
             .args(args)
             .output()?;
@@ -157,7 +165,10 @@ fn git_files(bed: &Bed, git_url: &str) -> anyhow::Result<Vec<String>> {
     let clone = bed.scratch().join("check-clone");
     let _ = std::fs::remove_dir_all(&clone);
     let output = Command::new("git")
-        .args(["-c", &format!("http.extraHeader=Authorization: Basic {GIT_BASIC}")])
+        .args([
+            "-c",
+            &format!("http.extraHeader=Authorization: Basic {GIT_BASIC}"),
+        ])
         .args(["clone", "--quiet", git_url])
         .arg(&clone)
         .output()?;
@@ -177,9 +188,7 @@ fn git_files(bed: &Bed, git_url: &str) -> anyhow::Result<Vec<String>> {
 }
 
 async fn summary(bed: &Bed) -> anyhow::Result<Value> {
-    bed.api
-        .status(GROUP, "status=ready&output=summary")
-        .await
+    bed.api.status(GROUP, "status=ready&output=summary").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,10 +289,10 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
     );
     let files = git_files(&bed, &git_url)?;
     ensure!(
-        files
-            .iter()
-            .any(|f| f.starts_with("clusters/provider-flux+cluster2/context/")
-                && f.contains("/app/collectd/")),
+        files.iter().any(
+            |f| f.starts_with("clusters/provider-flux+cluster2/context/")
+                && f.contains("/app/collectd/")
+        ),
         "{files:?}"
     );
     ensure!(
@@ -291,8 +300,51 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         "the push cluster has nothing in Git: {files:?}"
     );
 
-    // Terminate (the README's clean-up order): both clusters are emptied, and the Flux
-    // cluster's folder leaves Git.
+    // An update taking collectd off the Flux cluster: its files leave Git, Flux prunes the
+    // objects, the agent's report shows them gone; cluster1 keeps its copy.
+    let update = bed.scratch().join("update.yaml");
+    std::fs::write(
+        &update,
+        format!(
+            "---\nversion: emco/v2\nresourceContext:\n  anchor: {group}/generic-placement-intents/test-placement-intent/app-intents\n\
+             metadata:\n  name: collectd-placement-intent\nspec:\n  app: collectd\n  intent:\n    allOf:\n    - clusterProvider: provider-flux\n      cluster: cluster1\n"
+        ),
+    )?;
+    ctl.file_in(dir, "update", &update, &values, &[])?;
+    let update_action = bed.scratch().join("update-action.yaml");
+    std::fs::write(
+        &update_action,
+        format!("---\nversion: emco/v2\nresourceContext:\n  anchor: {group}/update\n"),
+    )?;
+    ctl.file_in(dir, "apply", &update_action, &values, &[])?;
+    wait_for(
+        "collectd off the Flux cluster only",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let left = (collectd_objects(&cluster1)?, collectd_objects(&cluster2)?);
+            Ok(if left.0 == on_cluster1 && left.1.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            })
+        },
+    )
+    .await?;
+    let watch = ctl.watch(group, "60s")?;
+    ensure!(
+        watch.code == Some(0) && watch.stdout.contains("all resources ready"),
+        "after the update:\n{}\n{}",
+        watch.stdout,
+        watch.stderr
+    );
+    let files = git_files(&bed, &git_url)?;
+    ensure!(
+        !files.iter().any(|f| f.contains("/context/")),
+        "the Flux cluster's deployment left Git: {files:?}"
+    );
+
+    // Terminate (the README's clean-up order).
     ctl.file_in(dir, "delete", &file("03-instantiation.yaml"), &values, &[])?;
     wait_for(
         "collectd gone from both clusters",
@@ -314,7 +366,10 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         Duration::from_millis(300),
         || async {
             let status = summary(&bed).await?;
-            let state = status["deployedStatus"].as_str().unwrap_or_default().to_owned();
+            let state = status["deployedStatus"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             Ok(if state == "Terminated" {
                 Ok(status)
             } else {
