@@ -277,24 +277,41 @@ pub fn agent_files(
     let dir = cluster_dir(provider, cluster);
     let path = context_dir(provider, cluster, context);
     match kind {
-        // The cluster's own bootstrap source (`flux bootstrap … --path=clusters/{p}+{c}`) is
-        // `flux-system`: it holds the credentials, which never go into Git.
-        GitOpsType::Flux => vec![(
-            format!("{dir}/kust{context}.yaml"),
-            json!({
-                "apiVersion": "kustomize.toolkit.fluxcd.io/v1beta2",
-                "kind": "Kustomization",
-                "metadata": {"name": format!("kust{context}"), "namespace": "flux-system"},
-                "spec": {
-                    "interval": go_duration(times.sync_interval_s),
-                    "retryInterval": go_duration(times.retry_interval_s),
-                    "timeout": go_duration(times.timeout_s),
-                    "path": path,
-                    "prune": true,
-                    "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
-                },
-            }),
-        )],
+        // As upstream: a GitRepository `{context}` and a Kustomization `kust{context}` of the
+        // deployment's folder. Both live in `flux-system` so the source can use the credentials
+        // `flux bootstrap` left there (Secret `flux-system`): credentials never go into Git.
+        GitOpsType::Flux => vec![
+            (
+                format!("{dir}/{context}.yaml"),
+                json!({
+                    "apiVersion": "source.toolkit.fluxcd.io/v1beta2",
+                    "kind": "GitRepository",
+                    "metadata": {"name": context, "namespace": "flux-system"},
+                    "spec": {
+                        "interval": go_duration(times.sync_interval_s),
+                        "ref": {"branch": git.branch},
+                        "url": git.url,
+                        "secretRef": {"name": "flux-system"},
+                    },
+                }),
+            ),
+            (
+                format!("{dir}/kust{context}.yaml"),
+                json!({
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1beta2",
+                    "kind": "Kustomization",
+                    "metadata": {"name": format!("kust{context}"), "namespace": "flux-system"},
+                    "spec": {
+                        "interval": go_duration(times.sync_interval_s),
+                        "retryInterval": go_duration(times.retry_interval_s),
+                        "timeout": go_duration(times.timeout_s),
+                        "path": path,
+                        "prune": true,
+                        "sourceRef": {"kind": "GitRepository", "name": context},
+                    },
+                }),
+            ),
+        ],
         GitOpsType::ArgoCd => vec![(
             format!("{dir}/app{context}.yaml"),
             json!({
@@ -410,10 +427,14 @@ mod tests {
         };
         let times = SyncTimes::default();
         let flux = agent_files(GitOpsType::Flux, "p", "c", "ab", &git, &times);
-        assert_eq!(flux[0].0, "clusters/p+c/kustab.yaml");
-        assert_eq!(flux[0].1["spec"]["path"], "clusters/p+c/context/ab");
-        assert_eq!(flux[0].1["spec"]["prune"], true);
-        assert_eq!(flux[0].1["spec"]["interval"], "1m0s");
+        assert_eq!(flux[0].0, "clusters/p+c/ab.yaml");
+        assert_eq!(flux[0].1["spec"]["url"], "http://git/r.git");
+        assert_eq!(flux[0].1["spec"]["secretRef"]["name"], "flux-system");
+        assert_eq!(flux[1].0, "clusters/p+c/kustab.yaml");
+        assert_eq!(flux[1].1["spec"]["path"], "clusters/p+c/context/ab");
+        assert_eq!(flux[1].1["spec"]["prune"], true);
+        assert_eq!(flux[1].1["spec"]["interval"], "1m0s");
+        assert_eq!(flux[1].1["spec"]["sourceRef"]["name"], "ab");
         let argo = agent_files(GitOpsType::ArgoCd, "p", "c", "ab", &git, &times);
         assert_eq!(argo[0].1["spec"]["source"]["repoURL"], "http://git/r.git");
         assert_eq!(argo[0].1["spec"]["syncPolicy"]["automated"]["prune"], true);

@@ -225,7 +225,7 @@ async fn a_flux_cluster_gets_files_and_follows_its_agent() {
     // Committed in upstream's layout, the Flux Kustomization beside the deployment.
     let context_dir = format!("{CLUSTER_DIR}/context/{}", first.id);
     let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, CLUSTER_DIR).len() < 3 {
+    while tree(&hub.remote, CLUSTER_DIR).len() < 4 {
         assert!(std::time::Instant::now() < deadline, "nothing committed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -233,6 +233,7 @@ async fn a_flux_cluster_gets_files_and_follows_its_agent() {
     assert_eq!(
         files,
         vec![
+            format!("{CLUSTER_DIR}/{}.yaml", first.id),
             format!("{context_dir}/app/web/web+Deployment.yaml"),
             format!("{context_dir}/app/web/web-config+ConfigMap.yaml"),
             format!("{CLUSTER_DIR}/kust{}.yaml", first.id),
@@ -324,7 +325,7 @@ async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_i
     // The server comes back: nothing was lost.
     bare_repo(&hub.remote);
     let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, CLUSTER_DIR).len() < 3 {
+    while tree(&hub.remote, CLUSTER_DIR).len() < 4 {
         assert!(
             std::time::Instant::now() < deadline,
             "nothing committed after recovery: {:?}",
