@@ -25,7 +25,7 @@ const GIT_BASIC: &str = "Z2l0dXNlcjpnaXR0b2tlbg==";
 /// Upstream's generated values for test-flux: the simulator's kubeconfig and Git repository,
 /// the generated archives, and collectd placed on both clusters (upstream's values place it
 /// on the Flux cluster only).
-fn flux_values(dir: &Path, bed: &Bed, git_url: &str) -> anyhow::Result<PathBuf> {
+fn flux_values(dir: &Path, bed: &Bed, git_url: &str, token: &str) -> anyhow::Result<PathBuf> {
     let source = generated("examples/test-flux/values.yaml");
     let text = std::fs::read_to_string(&source)
         .with_context(|| format!("reading {}", source.display()))?;
@@ -36,6 +36,7 @@ fn flux_values(dir: &Path, bed: &Bed, git_url: &str) -> anyhow::Result<PathBuf> 
             "PackagesPath" => format!("{key}: {}", generated("tarballs").display()),
             "KubeConfig" => format!("{key}: {}", bed.sim.kubeconfig("cluster1").display()),
             "GitUrl" => format!("{key}: {git_url}"),
+            "GitToken" => format!("{key}: {token}"),
             _ => line.to_owned(),
         };
         out.push_str(&line);
@@ -191,9 +192,17 @@ async fn summary(bed: &Bed) -> anyhow::Result<Value> {
     bed.api.status(GROUP, "status=ready&output=summary").await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -> anyhow::Result<()>
-{
+/// A running test-flux: the simulator (Git server with the token, cluster2 bootstrapped for
+/// Flux), the hub, `emco agent` beside cluster2, and upstream's files applied through
+/// `emcoctl` with `token` in the Git sync object.
+struct FluxBed {
+    bed: Bed,
+    git_url: String,
+    values: PathBuf,
+    _agent: Agent,
+}
+
+async fn start_test_flux(token: &str) -> anyhow::Result<FluxBed> {
     let bed = Bed::start_with(
         2,
         "cluster",
@@ -227,10 +236,10 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         "bootstrap: {}",
         bootstrap.text().await?
     );
-    let _agent = start_agent(&bed)?;
+    let agent = start_agent(&bed)?;
 
     let ctl = bed.emcoctl()?;
-    let values = flux_values(bed.scratch(), &bed, &git_url)?;
+    let values = flux_values(bed.scratch(), &bed, &git_url, token)?;
     let file = |name: &str| upstream_example(&format!("test-flux/{name}"));
     // The cluster2 entry uploads `values.yaml` (a placeholder file): run where it is.
     let dir = Some(bed.scratch());
@@ -254,11 +263,23 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         .get("/v2/cluster-providers/provider-flux/cluster-sync-objects/GitObjectFluxRepo")
         .await?
         .json()?;
-    ensure!(
-        !sync_object.to_string().contains(GIT_TOKEN),
-        "{sync_object}"
-    );
+    ensure!(!sync_object.to_string().contains(token), "{sync_object}");
+    Ok(FluxBed {
+        bed,
+        git_url,
+        values,
+        _agent: agent,
+    })
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -> anyhow::Result<()>
+{
+    let flux = start_test_flux(GIT_TOKEN).await?;
+    let (bed, git_url, values) = (&flux.bed, &flux.git_url, &flux.values);
+    let ctl = bed.emcoctl()?;
+    let file = |name: &str| upstream_example(&format!("test-flux/{name}"));
+    let dir = Some(bed.scratch());
     let group = GROUP.trim_start_matches("/v2/");
     let watch = ctl.watch(group, "90s")?;
     ensure!(
@@ -287,7 +308,7 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         }),
         "{daemonsets:?}"
     );
-    let files = git_files(&bed, &git_url)?;
+    let files = git_files(bed, git_url)?;
     ensure!(
         files.iter().any(
             |f| f.starts_with("clusters/provider-flux+cluster2/context/")
@@ -310,13 +331,13 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
              metadata:\n  name: collectd-placement-intent\nspec:\n  app: collectd\n  intent:\n    allOf:\n    - clusterProvider: provider-flux\n      cluster: cluster1\n"
         ),
     )?;
-    ctl.file_in(dir, "update", &update, &values, &[])?;
+    ctl.file_in(dir, "update", &update, values, &[])?;
     let update_action = bed.scratch().join("update-action.yaml");
     std::fs::write(
         &update_action,
         format!("---\nversion: emco/v2\nresourceContext:\n  anchor: {group}/update\n"),
     )?;
-    ctl.file_in(dir, "apply", &update_action, &values, &[])?;
+    ctl.file_in(dir, "apply", &update_action, values, &[])?;
     wait_for(
         "collectd off the Flux cluster only",
         Duration::from_secs(60),
@@ -338,14 +359,14 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         watch.stdout,
         watch.stderr
     );
-    let files = git_files(&bed, &git_url)?;
+    let files = git_files(bed, git_url)?;
     ensure!(
         !files.iter().any(|f| f.contains("/context/")),
         "the Flux cluster's deployment left Git: {files:?}"
     );
 
     // Terminate (the README's clean-up order).
-    ctl.file_in(dir, "delete", &file("03-instantiation.yaml"), &values, &[])?;
+    ctl.file_in(dir, "delete", &file("03-instantiation.yaml"), values, &[])?;
     wait_for(
         "collectd gone from both clusters",
         Duration::from_secs(60),
@@ -365,7 +386,7 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         Duration::from_secs(60),
         Duration::from_millis(300),
         || async {
-            let status = summary(&bed).await?;
+            let status = summary(bed).await?;
             let state = status["deployedStatus"]
                 .as_str()
                 .unwrap_or_default()
@@ -378,10 +399,66 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         },
     )
     .await?;
-    let files = git_files(&bed, &git_url)?;
+    let files = git_files(bed, git_url)?;
     ensure!(
         !files.iter().any(|f| f.contains("/context/")),
         "{files:?} {state}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_leaves_the_flux_cluster_retrying_until_its_sync_object_is_fixed()
+-> anyhow::Result<()> {
+    let flux = start_test_flux("not-the-token").await?;
+    let (bed, values) = (&flux.bed, &flux.values);
+    let ctl = bed.emcoctl()?;
+    // The push cluster converges; the Flux cluster is retried, saying why.
+    let cluster1 = bed.kubectl("cluster1");
+    let seen = wait_for(
+        "cluster1 deployed, cluster2 retrying with git's reason",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let status = bed
+                .api
+                .status(GROUP, "status=deployed&output=detail")
+                .await?
+                .to_string();
+            let reason = status.contains("the server refused user gituser's token");
+            let deployed = !collectd_objects(&cluster1)?.is_empty();
+            Ok(if status.contains("Retrying") && reason && deployed {
+                Ok(status)
+            } else {
+                Err(status)
+            })
+        },
+    )
+    .await?;
+    ensure!(!seen.contains("not-the-token"), "{seen}");
+    // The user fixes the token: the waiting work goes out, nothing lost.
+    let fixed = bed.scratch().join("fixed-token.yaml");
+    std::fs::write(
+        &fixed,
+        format!(
+            "---\nversion: emco/v2\nresourceContext:\n  anchor: cluster-providers/provider-flux/cluster-sync-objects\n\
+             metadata:\n  name: GitObjectFluxRepo\nspec:\n  kv:\n  - userName: {GIT_USER}\n  - gitToken: {GIT_TOKEN}\n\
+             \x20 - repoName: gitrepo\n  - branch: main\n  - url: {}\n",
+            flux.git_url
+        ),
+    )?;
+    ctl.file_in(Some(bed.scratch()), "update", &fixed, values, &[])?;
+    let watch = ctl.watch(GROUP.trim_start_matches("/v2/"), "90s")?;
+    ensure!(
+        watch.code == Some(0) && watch.stdout.contains("all resources ready"),
+        "after fixing the token:\n{}\n{}\nhub:\n{}",
+        watch.stdout,
+        watch.stderr,
+        bed.hub.stderr()
+    );
+    ensure!(
+        collectd_objects(&bed.kubectl("cluster2"))? == collectd_objects(&cluster1)?,
+        "cluster2 got collectd"
     );
     Ok(())
 }

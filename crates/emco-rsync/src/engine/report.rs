@@ -171,10 +171,13 @@ pub fn build(context: &AppContext, facts: Facts) -> ContextReport {
                         .map(Arc::as_ref)
                         .filter(|record| record.objects.len() == objects.len())
                         .unwrap_or(&none);
-                    let connectivity = facts
-                        .clusters
-                        .get(cluster)
-                        .map_or(record.connectivity, |known| known.connectivity);
+                    let known = facts.clusters.get(cluster);
+                    let connectivity =
+                        known.map_or(record.connectivity, |known| known.connectivity);
+                    // A cluster being retried says why (what its last call met).
+                    let retrying = known
+                        .filter(|known| known.connectivity == Connectivity::Retrying)
+                        .and_then(|known| known.message.clone());
                     let resources = objects
                         .iter()
                         .enumerate()
@@ -204,7 +207,7 @@ pub fn build(context: &AppContext, facts: Facts) -> ContextReport {
                         cluster: cluster.clone(),
                         connectivity,
                         state: record.state,
-                        error: record.error.clone(),
+                        error: record.error.clone().or(retrying),
                         applied_ms: record.applied_ms,
                         ready_ms: record.ready_ms,
                         resources,

@@ -318,6 +318,13 @@ async fn run(mut command: Command, spec: &RepoSpec) -> Result<String, GitError> 
     if spec.token.len() >= 4 {
         message = message.replace(&spec.token, "***");
     }
+    // With credentials in a header, git reports a refusal as a failed prompt: say what it is.
+    if message.contains("terminal prompts disabled") || message.contains("Authentication failed") {
+        message = format!(
+            "the server refused user {}'s token for {} ({message})",
+            spec.user, spec.url
+        );
+    }
     Err(GitError(message))
 }
 
