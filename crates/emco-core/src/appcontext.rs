@@ -38,7 +38,10 @@ use serde_json::Value;
 use crate::placement::{AppPlacement, ClusterRef};
 
 pub use diff::{ClusterChange, ClusterChangeKind, ObjectChange, ObjectOp, diff};
-pub use storage::{CLUSTERS_PER_CHUNK, StorageError, encode, key_prefix, load, meta_key};
+pub use storage::{
+    CLUSTERS_PER_CHUNK, ContextHeader, StorageError, decode_header, encode, key_prefix, load,
+    meta_key,
+};
 
 /// The deployment intent group a context belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -484,6 +487,20 @@ pub struct ServiceDiscovery {
     pub clients: Vec<String>,
 }
 
+/// The standard or privileged (level-1) logical cloud a context belongs to. Targets that keep
+/// tenants apart use it: Anthos Config Sync syncs a level-1 cloud's deployments through a
+/// `RepoSync` of the cloud's namespace. Admin (level-0) clouds have none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudScope {
+    pub logical_cloud: String,
+    pub namespace: String,
+    /// The context puts the cloud itself on its clusters (namespace, RBAC, quotas, the user's
+    /// certificate request), rather than apps into it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instantiates_cloud: bool,
+}
+
 /// An immutable revision of a deployment intent group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -497,6 +514,9 @@ pub struct AppContext {
     /// Services to make reachable from other clusters once their server is ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discoveries: Vec<ServiceDiscovery>,
+    /// The level-1 logical cloud the context deploys into or instantiates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudScope>,
 }
 
 impl AppContext {
@@ -773,6 +793,7 @@ pub struct AppContextBuilder<'m> {
     id: Option<String>,
     apps: Vec<AppInput>,
     discoveries: Vec<ServiceDiscovery>,
+    cloud: Option<CloudScope>,
     modifier: Option<&'m dyn ClusterModifier>,
 }
 
@@ -786,6 +807,7 @@ impl<'m> AppContextBuilder<'m> {
             id: None,
             apps: Vec::new(),
             discoveries: Vec::new(),
+            cloud: None,
             modifier: None,
         }
     }
@@ -803,6 +825,12 @@ impl<'m> AppContextBuilder<'m> {
 
     pub fn discovery(mut self, discovery: ServiceDiscovery) -> Self {
         self.discoveries.push(discovery);
+        self
+    }
+
+    /// The level-1 logical cloud the context belongs to (see [`CloudScope`]).
+    pub fn cloud(mut self, cloud: CloudScope) -> Self {
+        self.cloud = Some(cloud);
         self
     }
 
@@ -828,6 +856,7 @@ impl<'m> AppContextBuilder<'m> {
             created_at: self.created_at,
             apps,
             discoveries: self.discoveries,
+            cloud: self.cloud,
         };
         context.validate()?;
         Ok(context)

@@ -1,10 +1,12 @@
 //! GitOps clusters, as pure rules: what a cluster's `spec.gitOps` and its cluster sync objects
 //! say, where each deployed object goes in the cluster's Git repository (upstream's layout), and
 //! the objects each GitOps agent needs to pick a deployment up (Flux's `Kustomization`, Argo CD's
-//! `Application`, Anthos' `deployed` marker). No I/O: the synchronizer's Git target writes what
+//! `Application`, Anthos' `deployed` marker and a level-1 cloud's `RepoSync`). No I/O: the synchronizer's Git target writes what
 //! this module computes.
 
 use serde_json::{Value, json};
+
+use crate::appcontext::CloudScope;
 
 /// Which agent pulls a cluster's repository (`spec.gitOps.gitOpsType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,14 +234,52 @@ pub fn cluster_dir(provider: &str, cluster: &str) -> String {
     format!("clusters/{provider}+{cluster}")
 }
 
-/// A deployment's folder: `clusters/{provider}+{cluster}/context/{context}`.
+/// A deployment's folder for the cluster's root agent:
+/// `clusters/{provider}+{cluster}/context/{context}`.
 pub fn context_dir(provider: &str, cluster: &str, context: &str) -> String {
     format!("{}/context/{context}", cluster_dir(provider, cluster))
 }
 
-/// Where an object of an app goes: `…/context/{context}/app/{app}/{name}+{kind}.yaml` (upstream's
-/// names; the content is JSON, which is YAML). Objects of one name and kind in several
-/// namespaces get the namespace too.
+/// A level-1 logical cloud's folder on a cluster (Anthos): `namespaces/{namespace}/{provider}+{cluster}`,
+/// what the cloud's `RepoSync` syncs into the namespace.
+pub fn namespace_dir(namespace: &str, provider: &str, cluster: &str) -> String {
+    format!("namespaces/{namespace}/{provider}+{cluster}")
+}
+
+/// The deployment (context) a repository path belongs to, in either layout:
+/// `clusters/{p}+{c}/context/{ctx}/…` or `namespaces/{ns}/{p}+{c}/context/{ctx}/…`.
+pub fn context_of_path<'a>(provider: &str, cluster: &str, path: &'a str) -> Option<&'a str> {
+    let folder = format!("{provider}+{cluster}");
+    let rest = match path.split_once('/')? {
+        ("clusters", rest) => rest,
+        ("namespaces", rest) => rest.split_once('/')?.1,
+        _ => return None,
+    };
+    let rest = rest
+        .strip_prefix(folder.as_str())?
+        .strip_prefix("/context/")?;
+    let (context, _) = rest.split_once('/')?;
+    (!context.is_empty()).then_some(context)
+}
+
+/// Where an object goes inside a deployment folder: `{dir}/app/{app}/{name}+{kind}.yaml`
+/// (upstream's names; the content is JSON, which is YAML). Objects of one name and kind in
+/// several namespaces get the namespace too.
+fn object_file(
+    dir: &str,
+    app: &str,
+    name: &str,
+    kind: &str,
+    namespace_suffix: Option<&str>,
+) -> String {
+    match namespace_suffix {
+        Some(namespace) => format!("{dir}/app/{app}/{name}+{kind}+{namespace}.yaml"),
+        None => format!("{dir}/app/{app}/{name}+{kind}.yaml"),
+    }
+}
+
+/// Where an object of an app of a deployment in an admin cloud goes:
+/// `clusters/{p}+{c}/context/{context}/app/{app}/{name}+{kind}.yaml`.
 pub fn object_path(
     provider: &str,
     cluster: &str,
@@ -249,11 +289,13 @@ pub fn object_path(
     kind: &str,
     namespace_suffix: Option<&str>,
 ) -> String {
-    let dir = context_dir(provider, cluster, context);
-    match namespace_suffix {
-        Some(namespace) => format!("{dir}/app/{app}/{name}+{kind}+{namespace}.yaml"),
-        None => format!("{dir}/app/{app}/{name}+{kind}.yaml"),
-    }
+    object_file(
+        &context_dir(provider, cluster, context),
+        app,
+        name,
+        kind,
+        namespace_suffix,
+    )
 }
 
 /// The deployment a labelled object belongs to: `emco/deployment-id` is `{context}-{app}`
@@ -263,86 +305,170 @@ pub fn split_deployment_id(label: &str) -> Option<(&str, &str)> {
     (!context.is_empty() && !app.is_empty()).then_some((context, app))
 }
 
-/// What an agent needs, in Git, to pick one deployment (context) of a cluster up: files
-/// (path, content) beside the deployment's folder. Written with the deployment's first file,
-/// removed with its last.
-pub fn agent_files(
-    kind: GitOpsType,
-    provider: &str,
-    cluster: &str,
-    context: &str,
-    git: &GitSettings,
-    times: &SyncTimes,
-) -> Vec<(String, Value)> {
-    let dir = cluster_dir(provider, cluster);
-    let path = context_dir(provider, cluster, context);
-    match kind {
-        // As upstream: a GitRepository `{context}` and a Kustomization `kust{context}` of the
-        // deployment's folder. Both live in `flux-system` so the source can use the credentials
-        // `flux bootstrap` left there (Secret `flux-system`): credentials never go into Git.
-        GitOpsType::Flux => vec![
-            (
-                format!("{dir}/{context}.yaml"),
+/// The name of a level-1 cloud's Config Sync `RepoSync` (upstream's).
+pub fn repo_sync_name(logical_cloud: &str) -> String {
+    format!("repo-sync-{logical_cloud}")
+}
+
+/// The Secret a cloud's `RepoSync` reads the repository's credentials from, in the cloud's
+/// namespace. Credentials never go into Git: the cluster's administrator puts it there (keys
+/// `username` and `token`), as Config Sync documents for a namespace repository.
+pub const REPO_SYNC_SECRET: &str = "git-creds";
+
+/// One deployment (an app context) on one GitOps cluster: where its files go and what the
+/// cluster's agent needs to pick it up.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment<'a> {
+    pub kind: GitOpsType,
+    pub provider: &'a str,
+    pub cluster: &'a str,
+    pub context: &'a str,
+    /// The level-1 logical cloud the context deploys into or instantiates.
+    pub cloud: Option<&'a CloudScope>,
+}
+
+impl Deployment<'_> {
+    /// Anthos apps of a level-1 cloud live under the cloud's namespace folder, which only the
+    /// cloud's `RepoSync` (limited to that namespace) syncs, as upstream; all else under the
+    /// cluster's folder.
+    fn namespaced(&self) -> Option<&str> {
+        match (self.kind, self.cloud) {
+            (GitOpsType::Anthos, Some(cloud)) if !cloud.instantiates_cloud => {
+                Some(cloud.namespace.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// The deployment's folder: `clusters/{p}+{c}/context/{context}`, or for Anthos apps in a
+    /// level-1 cloud `namespaces/{ns}/{p}+{c}/context/{context}`.
+    pub fn dir(&self) -> String {
+        match self.namespaced() {
+            Some(namespace) => format!(
+                "{}/context/{}",
+                namespace_dir(namespace, self.provider, self.cluster),
+                self.context
+            ),
+            None => context_dir(self.provider, self.cluster, self.context),
+        }
+    }
+
+    /// Where one of its objects goes: `{dir}/app/{app}/{name}+{kind}.yaml`.
+    pub fn object_path(
+        &self,
+        app: &str,
+        name: &str,
+        kind: &str,
+        namespace_suffix: Option<&str>,
+    ) -> String {
+        object_file(&self.dir(), app, name, kind, namespace_suffix)
+    }
+
+    /// What the agent needs, in Git, to pick the deployment up: files (path, content) beside
+    /// its `app` folder. Written with the deployment's first file, removed with its last.
+    pub fn agent_files(&self, git: &GitSettings, times: &SyncTimes) -> Vec<(String, Value)> {
+        let (provider, cluster, context) = (self.provider, self.cluster, self.context);
+        let dir = cluster_dir(provider, cluster);
+        let path = self.dir();
+        match self.kind {
+            // As upstream: a GitRepository `{context}` and a Kustomization `kust{context}` of the
+            // deployment's folder. Both live in `flux-system` so the source can use the credentials
+            // `flux bootstrap` left there (Secret `flux-system`): credentials never go into Git.
+            GitOpsType::Flux => vec![
+                (
+                    format!("{dir}/{context}.yaml"),
+                    json!({
+                        "apiVersion": "source.toolkit.fluxcd.io/v1beta2",
+                        "kind": "GitRepository",
+                        "metadata": {"name": context, "namespace": "flux-system"},
+                        "spec": {
+                            "interval": go_duration(times.sync_interval_s),
+                            "ref": {"branch": git.branch},
+                            "url": git.url,
+                            "secretRef": {"name": "flux-system"},
+                        },
+                    }),
+                ),
+                (
+                    format!("{dir}/kust{context}.yaml"),
+                    json!({
+                        "apiVersion": "kustomize.toolkit.fluxcd.io/v1beta2",
+                        "kind": "Kustomization",
+                        "metadata": {"name": format!("kust{context}"), "namespace": "flux-system"},
+                        "spec": {
+                            "interval": go_duration(times.sync_interval_s),
+                            "retryInterval": go_duration(times.retry_interval_s),
+                            "timeout": go_duration(times.timeout_s),
+                            "path": path,
+                            "prune": true,
+                            "sourceRef": {"kind": "GitRepository", "name": context},
+                        },
+                    }),
+                ),
+            ],
+            GitOpsType::ArgoCd => vec![(
+                format!("{dir}/app{context}.yaml"),
                 json!({
-                    "apiVersion": "source.toolkit.fluxcd.io/v1beta2",
-                    "kind": "GitRepository",
-                    "metadata": {"name": context, "namespace": "flux-system"},
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Application",
+                    "metadata": {
+                        "name": format!("emco-{context}"),
+                        "namespace": "argocd",
+                        "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+                    },
                     "spec": {
-                        "interval": go_duration(times.sync_interval_s),
-                        "ref": {"branch": git.branch},
-                        "url": git.url,
-                        "secretRef": {"name": "flux-system"},
+                        "project": "default",
+                        "source": {
+                            "repoURL": git.url,
+                            "targetRevision": git.branch,
+                            "path": path,
+                            "directory": {"recurse": true},
+                        },
+                        "destination": {"server": "https://kubernetes.default.svc"},
+                        "syncPolicy": {
+                            "automated": {"prune": true, "selfHeal": true},
+                            "retry": {"backoff": {"duration": go_duration(times.retry_interval_s)}},
+                        },
                     },
                 }),
-            ),
-            (
-                format!("{dir}/kust{context}.yaml"),
-                json!({
-                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1beta2",
-                    "kind": "Kustomization",
-                    "metadata": {"name": format!("kust{context}"), "namespace": "flux-system"},
-                    "spec": {
-                        "interval": go_duration(times.sync_interval_s),
-                        "retryInterval": go_duration(times.retry_interval_s),
-                        "timeout": go_duration(times.timeout_s),
-                        "path": path,
-                        "prune": true,
-                        "sourceRef": {"kind": "GitRepository", "name": context},
-                    },
-                }),
-            ),
-        ],
-        GitOpsType::ArgoCd => vec![(
-            format!("{dir}/app{context}.yaml"),
-            json!({
-                "apiVersion": "argoproj.io/v1alpha1",
-                "kind": "Application",
-                "metadata": {
-                    "name": format!("emco-{context}"),
-                    "namespace": "argocd",
-                    "finalizers": ["resources-finalizer.argocd.argoproj.io"],
-                },
-                "spec": {
-                    "project": "default",
-                    "source": {
-                        "repoURL": git.url,
-                        "targetRevision": git.branch,
-                        "path": path,
-                        "directory": {"recurse": true},
-                    },
-                    "destination": {"server": "https://kubernetes.default.svc"},
-                    "syncPolicy": {
-                        "automated": {"prune": true, "selfHeal": true},
-                        "retry": {"backoff": {"duration": go_duration(times.retry_interval_s)}},
-                    },
-                },
-            }),
-        )],
-        // Config Sync's RootSync (set up with the cluster, at `clusters/{p}+{c}`) applies the
-        // folder; upstream marks a deployment with a `deployed` file.
-        GitOpsType::Anthos => vec![(format!("{path}/deployed"), json!({"context": context}))],
-        // Azure keeps the Flux configuration (made through its REST API), not Git.
-        GitOpsType::AzureArc => Vec::new(),
+            )],
+            // Config Sync's RootSync (set up with the cluster, at `clusters/{p}+{c}`) applies the
+            // cluster's folder; upstream marks each deployment with a `deployed` file (not a
+            // manifest: Config Sync reads only `.yaml`, `.yml` and `.json` files). A level-1
+            // cloud's own context also gets the cloud's RepoSync, which syncs the cloud's
+            // namespace folder into its namespace.
+            GitOpsType::Anthos => {
+                let mut files = vec![(format!("{path}/deployed"), json!({"context": context}))];
+                if let Some(cloud) = self.cloud.filter(|cloud| cloud.instantiates_cloud) {
+                    let name = repo_sync_name(&cloud.logical_cloud);
+                    files.push((
+                        format!("{path}/{name}+RepoSync.json"),
+                        json!({
+                            "apiVersion": "configsync.gke.io/v1beta1",
+                            "kind": "RepoSync",
+                            "metadata": {"name": name, "namespace": cloud.namespace},
+                            "spec": {
+                                "git": {
+                                    "repo": git.url,
+                                    "revision": "HEAD",
+                                    "branch": git.branch,
+                                    "dir": format!(
+                                        "/{}",
+                                        namespace_dir(&cloud.namespace, provider, cluster)
+                                    ),
+                                    "auth": "token",
+                                    "secretRef": {"name": REPO_SYNC_SECRET},
+                                    "noSSLVerify": false,
+                                },
+                            },
+                        }),
+                    ));
+                }
+                files
+            }
+            // Azure keeps the Flux configuration (made through its REST API), not Git.
+            GitOpsType::AzureArc => Vec::new(),
+        }
     }
 }
 
@@ -416,17 +542,102 @@ mod tests {
         assert_eq!(split_deployment_id("nodash"), None);
     }
 
-    #[test]
-    fn each_agent_gets_what_it_needs_beside_the_deployment() {
-        let git = GitSettings {
+    fn deployment(kind: GitOpsType, cloud: Option<&CloudScope>) -> Deployment<'_> {
+        Deployment {
+            kind,
+            provider: "p",
+            cluster: "c",
+            context: "ab",
+            cloud,
+        }
+    }
+
+    fn git() -> GitSettings {
+        GitSettings {
             user_name: "u".into(),
             token: "t".into(),
             repo_name: "r".into(),
             url: "http://git/r.git".into(),
             branch: "main".into(),
+        }
+    }
+
+    #[test]
+    fn anthos_syncs_a_level_one_cloud_through_its_repo_sync() {
+        let cloud = CloudScope {
+            logical_cloud: "lc1".into(),
+            namespace: "privileged-lc-ns".into(),
+            instantiates_cloud: true,
         };
         let times = SyncTimes::default();
-        let flux = agent_files(GitOpsType::Flux, "p", "c", "ab", &git, &times);
+        // The cloud's own context: under the cluster's folder, with the RepoSync beside it.
+        let instantiate = deployment(GitOpsType::Anthos, Some(&cloud));
+        assert_eq!(instantiate.dir(), "clusters/p+c/context/ab");
+        let files = instantiate.agent_files(&git(), &times);
+        assert_eq!(files[0].0, "clusters/p+c/context/ab/deployed");
+        assert_eq!(
+            files[1].0,
+            "clusters/p+c/context/ab/repo-sync-lc1+RepoSync.json"
+        );
+        let repo_sync = &files[1].1;
+        assert_eq!(repo_sync["kind"], "RepoSync");
+        assert_eq!(repo_sync["apiVersion"], "configsync.gke.io/v1beta1");
+        assert_eq!(repo_sync["metadata"]["name"], "repo-sync-lc1");
+        assert_eq!(repo_sync["metadata"]["namespace"], "privileged-lc-ns");
+        assert_eq!(
+            repo_sync["spec"]["git"]["dir"],
+            "/namespaces/privileged-lc-ns/p+c"
+        );
+        assert_eq!(repo_sync["spec"]["git"]["repo"], "http://git/r.git");
+        assert_eq!(repo_sync["spec"]["git"]["branch"], "main");
+        assert_eq!(
+            repo_sync["spec"]["git"]["secretRef"]["name"],
+            REPO_SYNC_SECRET
+        );
+        assert!(!repo_sync.to_string().contains("\"t\""), "no token in Git");
+        // Apps deployed into the cloud: under its namespace folder, which the RepoSync syncs.
+        let apps = CloudScope {
+            instantiates_cloud: false,
+            ..cloud.clone()
+        };
+        let deployed = deployment(GitOpsType::Anthos, Some(&apps));
+        assert_eq!(
+            deployed.object_path("web", "web", "Deployment", None),
+            "namespaces/privileged-lc-ns/p+c/context/ab/app/web/web+Deployment.yaml"
+        );
+        let files = deployed.agent_files(&git(), &times);
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            files[0].0,
+            "namespaces/privileged-lc-ns/p+c/context/ab/deployed"
+        );
+        // Other agents keep one layout whatever the cloud.
+        let flux = deployment(GitOpsType::Flux, Some(&apps));
+        assert_eq!(flux.dir(), "clusters/p+c/context/ab");
+        assert_eq!(flux.agent_files(&git(), &times).len(), 2);
+        // Paths of either layout name their deployment.
+        for path in [
+            "clusters/p+c/context/ab/app/web/web+Deployment.yaml",
+            "namespaces/privileged-lc-ns/p+c/context/ab/app/web/web+Deployment.yaml",
+            "clusters/p+c/context/ab/deployed",
+        ] {
+            assert_eq!(context_of_path("p", "c", path), Some("ab"), "{path}");
+        }
+        for path in [
+            "clusters/p+c/ab.yaml",
+            "clusters/p+other/context/ab/deployed",
+            "namespaces/ns/p+c/other/ab/x",
+            "README.md",
+        ] {
+            assert_eq!(context_of_path("p", "c", path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn each_agent_gets_what_it_needs_beside_the_deployment() {
+        let (git, times) = (git(), SyncTimes::default());
+        let agent_files = |kind| deployment(kind, None).agent_files(&git, &times);
+        let flux = agent_files(GitOpsType::Flux);
         assert_eq!(flux[0].0, "clusters/p+c/ab.yaml");
         assert_eq!(flux[0].1["spec"]["url"], "http://git/r.git");
         assert_eq!(flux[0].1["spec"]["secretRef"]["name"], "flux-system");
@@ -435,11 +646,11 @@ mod tests {
         assert_eq!(flux[1].1["spec"]["prune"], true);
         assert_eq!(flux[1].1["spec"]["interval"], "1m0s");
         assert_eq!(flux[1].1["spec"]["sourceRef"]["name"], "ab");
-        let argo = agent_files(GitOpsType::ArgoCd, "p", "c", "ab", &git, &times);
+        let argo = agent_files(GitOpsType::ArgoCd);
         assert_eq!(argo[0].1["spec"]["source"]["repoURL"], "http://git/r.git");
         assert_eq!(argo[0].1["spec"]["syncPolicy"]["automated"]["prune"], true);
-        assert!(agent_files(GitOpsType::AzureArc, "p", "c", "ab", &git, &times).is_empty());
-        let anthos = agent_files(GitOpsType::Anthos, "p", "c", "ab", &git, &times);
+        assert!(agent_files(GitOpsType::AzureArc).is_empty());
+        let anthos = agent_files(GitOpsType::Anthos);
         assert_eq!(anthos[0].0, "clusters/p+c/context/ab/deployed");
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use emco_core::appcontext::{
-    AppContext, AppContextBuilder, AppInput, ClusterId, ContextObject, DigRef, Phase,
+    AppContext, AppContextBuilder, AppInput, CloudScope, ClusterId, ContextObject, DigRef, Phase,
 };
 use emco_core::cloud::{self, CloudSpec};
 use emco_core::key::ResourceKey;
@@ -517,6 +517,11 @@ fn cloud_context(
     let placed: std::collections::BTreeSet<ClusterRef> = clusters.iter().cloned().collect();
     AppContextBuilder::new(dig, revision + 1, &now())
         .app(AppInput::new(CLOUD_APP, &placed, objects))
+        .cloud(CloudScope {
+            logical_cloud: spec.name.clone(),
+            namespace: spec.namespace.clone(),
+            instantiates_cloud: true,
+        })
         .build()
         .map_err(|e| DeployError::BadRequest(format!("cannot build the cloud's context: {e}")))
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use emco_core::appcontext::{Dependency, DigRef};
+use emco_core::appcontext::{CloudScope, Dependency, DigRef};
 use emco_core::key::ResourceKey;
 use emco_core::lifecycle::{CloudState, CloudStatus};
 use emco_core::placement::{AppIntent, ClusterInventory, ClusterRef, parse_app_intent};
@@ -48,6 +48,8 @@ pub struct GroupInputs {
     /// The logical cloud's namespace (`default` for an admin cloud without one).
     pub namespace: String,
     pub logical_cloud: String,
+    /// The logical cloud when it is a standard or privileged (level-1) one.
+    pub cloud_scope: Option<CloudScope>,
     /// In the composite app's order.
     pub apps: Vec<AppSource>,
     pub intents: Vec<AppIntent>,
@@ -145,6 +147,11 @@ pub async fn gather(
         "" => "default".to_owned(),
         namespace => namespace.to_owned(),
     };
+    let cloud_scope = (!emco_core::lifecycle::is_admin_cloud(&cloud)).then(|| CloudScope {
+        logical_cloud: logical_cloud.clone(),
+        namespace: namespace.clone(),
+        instantiates_cloud: false,
+    });
     let mut cloud_clusters = BTreeSet::new();
     for reference in repo.list("clusterReference", &parent(&cloud_key)).await? {
         let provider = str_at(&reference.data, "/spec/clusterProvider");
@@ -235,6 +242,7 @@ pub async fn gather(
         release_name,
         namespace,
         logical_cloud,
+        cloud_scope,
         apps,
         intents,
         inventory,

@@ -381,6 +381,9 @@ impl Deployer {
         };
 
         let mut builder = AppContextBuilder::new(inputs.dig.clone(), revision, &now());
+        if let Some(scope) = &inputs.cloud_scope {
+            builder = builder.cloud(scope.clone());
+        }
         for (app, objects) in inputs.apps.iter().zip(rendered) {
             let empty = BTreeSet::new();
             let clusters: &BTreeSet<ClusterRef> = chosen.get(&app.name).unwrap_or(&empty);

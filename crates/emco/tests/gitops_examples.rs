@@ -462,3 +462,152 @@ async fn a_refused_token_leaves_the_flux_cluster_retrying_until_its_sync_object_
     );
     Ok(())
 }
+
+/// Upstream's test-anthos values with this bed's Git repository and archives; the cluster is
+/// the simulator's `cluster1` (upstream's is `acm-cluster`).
+fn anthos_values(dir: &Path, git_url: &str) -> anyhow::Result<PathBuf> {
+    let source = upstream_example("test-anthos/values.yaml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split_once(':').map_or(line, |(key, _)| key);
+        let line = match key.trim() {
+            "PackagesPath" => format!("{key}: {}", generated("tarballs").display()),
+            "GitUser" => format!("{key}: {GIT_USER}"),
+            "GitToken" => format!("{key}: {GIT_TOKEN}"),
+            "GitRepo" => format!("{key}: gitrepo"),
+            "GitUrl" => format!("{key}: {git_url}"),
+            "Cluster1" => format!("{key}: cluster1"),
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = dir.join("anthos-values.yaml");
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
+fn git_file(bed: &Bed, path: &str) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(bed.scratch().join("check-clone").join(path))
+        .with_context(|| format!("reading {path} from the clone"))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Upstream's test-anthos unchanged through emcoctl: a privileged (level-1) logical cloud on
+/// an Anthos cluster, then collectd into it. The cloud's objects and its `RepoSync` go under
+/// the cluster's folder (which the cluster's RootSync syncs); the group's objects under the
+/// cloud's namespace folder (which the RepoSync syncs into the namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_anthos_example_syncs_a_privileged_cloud_through_its_repo_sync() -> anyhow::Result<()>
+{
+    let bed = Bed::start_with(
+        1,
+        "cluster",
+        "1s",
+        &["--git-user", &format!("{GIT_USER}:{GIT_TOKEN}")],
+    )
+    .await?;
+    let repo: Value = bed
+        .client
+        .post(format!("{}/sim/git/repos/gitrepo", bed.sim.base_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let git_url = repo["url"].as_str().context("repo url")?.to_owned();
+    let values = anthos_values(bed.scratch(), &git_url)?;
+    let ctl = bed.emcoctl()?;
+    let file = |name: &str| upstream_example(&format!("test-anthos/{name}"));
+    let dir = Some(bed.scratch());
+    // The cluster entry uploads `values.yaml` (a placeholder file): run where it is.
+    std::fs::copy(file("values.yaml"), bed.scratch().join("values.yaml"))?;
+    for name in [
+        "00-controllers.yaml",
+        "01-prerequisites.yaml",
+        "02-logicalcloud.yaml",
+        "03-deployment-intent.yaml",
+        "04-instantiation.yaml",
+    ] {
+        ctl.file_in(dir, "apply", &file(name), &values, &[])?;
+    }
+    let cluster_dir = "clusters/provider-anthos+cluster1/context/";
+    let namespace_dir = "namespaces/privileged-lc-ns/provider-anthos+cluster1/context/";
+    let files = wait_for(
+        "the cloud and the group in Git",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let files = git_files(&bed, &git_url)?;
+            let cloud = files
+                .iter()
+                .any(|f| f.ends_with("/repo-sync-lc1+RepoSync.json"));
+            let group = files
+                .iter()
+                .any(|f| f.starts_with(namespace_dir) && f.contains("/app/collectd/"));
+            Ok(if cloud && group {
+                Ok(files)
+            } else {
+                Err(format!("{files:?}"))
+            })
+        },
+    )
+    .await?;
+    // The cloud's context: namespace, RBAC, quotas and the user's request, plus the RepoSync.
+    let repo_sync = files
+        .iter()
+        .find(|f| f.ends_with("/repo-sync-lc1+RepoSync.json"))
+        .context("RepoSync file")?;
+    ensure!(repo_sync.starts_with(cluster_dir), "{repo_sync}");
+    let repo_sync = git_file(&bed, repo_sync)?;
+    ensure!(
+        repo_sync["metadata"] == json!({"name": "repo-sync-lc1", "namespace": "privileged-lc-ns"})
+            && repo_sync["spec"]["git"]["dir"]
+                == "/namespaces/privileged-lc-ns/provider-anthos+cluster1"
+            && repo_sync["spec"]["git"]["repo"] == git_url.as_str()
+            && repo_sync["spec"]["git"]["branch"] == "main",
+        "{repo_sync}"
+    );
+    ensure!(!repo_sync.to_string().contains(GIT_TOKEN), "{repo_sync}");
+    ensure!(
+        files.iter().any(|f| f.starts_with(cluster_dir)
+            && f.ends_with("/app/logical-cloud/privileged-lc-ns+Namespace.yaml")),
+        "{files:?}"
+    );
+    // Each deployment is marked deployed, in its own folder.
+    let markers = files.iter().filter(|f| f.ends_with("/deployed")).count();
+    ensure!(markers == 2, "{files:?}");
+    // The group's objects are in the cloud's namespace.
+    let daemonset = files
+        .iter()
+        .find(|f| f.starts_with(namespace_dir) && f.ends_with("+DaemonSet.yaml"))
+        .context("collectd's DaemonSet in Git")?;
+    let daemonset = git_file(&bed, daemonset)?;
+    ensure!(
+        daemonset["metadata"]["namespace"] == "privileged-lc-ns",
+        "{daemonset}"
+    );
+
+    // Terminating the group empties the namespace folder; the cloud stays.
+    ctl.file_in(dir, "delete", &file("04-instantiation.yaml"), &values, &[])?;
+    wait_for(
+        "the group's files gone",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let files = git_files(&bed, &git_url)?;
+            let group = files.iter().any(|f| f.starts_with("namespaces/"));
+            let cloud = files
+                .iter()
+                .any(|f| f.ends_with("/repo-sync-lc1+RepoSync.json"));
+            Ok(if !group && cloud {
+                Ok(())
+            } else {
+                Err(format!("{files:?}"))
+            })
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AppContext, AppContextApp, AppContextError, ClusterAssignment, ClusterId, Dependency, DigRef,
-    ServiceDiscovery, Variant, VariantId,
+    AppContext, AppContextApp, AppContextError, CloudScope, ClusterAssignment, ClusterId,
+    Dependency, DigRef, ServiceDiscovery, Variant, VariantId,
 };
 
 /// How many clusters one `clusters/{chunk}` value holds.
@@ -73,6 +73,25 @@ struct ContextMeta {
     apps: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     discoveries: Vec<ServiceDiscovery>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cloud: Option<CloudScope>,
+}
+
+/// The first lines of a stored context: enough to know what it belongs to without loading its
+/// apps (the GitOps target reads it to place files).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextHeader {
+    pub id: String,
+    pub dig: DigRef,
+    pub revision: u64,
+    #[serde(default)]
+    pub cloud: Option<CloudScope>,
+}
+
+/// Reads the header from the value at [`meta_key`].
+pub fn decode_header(meta: &[u8]) -> Result<ContextHeader, serde_json::Error> {
+    serde_json::from_slice(meta)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -156,6 +175,7 @@ pub fn encode(context: &AppContext) -> Result<Vec<(String, Vec<u8>)>, StorageErr
         created_at: context.created_at.clone(),
         apps: context.apps.iter().map(|app| app.name.clone()).collect(),
         discoveries: context.discoveries.clone(),
+        cloud: context.cloud.clone(),
     };
     let key = meta_key(id);
     pairs.push((key.clone(), to_json(id, &key, &meta)?));
@@ -281,6 +301,7 @@ pub fn load(
         created_at: meta.created_at,
         apps: context_apps,
         discoveries: meta.discoveries,
+        cloud: meta.cloud,
     };
     context.validate().map_err(|source| StorageError::Invalid {
         id: id.to_owned(),

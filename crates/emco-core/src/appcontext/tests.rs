@@ -496,6 +496,39 @@ fn service_discoveries_are_kept_and_must_name_the_contexts_apps() {
 }
 
 #[test]
+fn a_cloud_scope_round_trips_and_its_header_reads_alone() {
+    let scope = CloudScope {
+        logical_cloud: "lc1".into(),
+        namespace: "privileged-lc-ns".into(),
+        instantiates_cloud: false,
+    };
+    let context = AppContextBuilder::new(dig(), 3, CREATED)
+        .app(app("server", 2, &[]))
+        .cloud(scope.clone())
+        .build()
+        .unwrap();
+    let pairs = encode(&context).unwrap();
+    let (key, meta) = pairs.last().unwrap();
+    assert_eq!(key, &meta_key(&context.id));
+    let header = decode_header(meta).unwrap();
+    assert_eq!(header.id, context.id);
+    assert_eq!(header.dig, dig());
+    assert_eq!(header.revision, 3);
+    assert_eq!(header.cloud.as_ref(), Some(&scope));
+    let loaded = load(&context.id, pairs).unwrap();
+    assert_eq!(loaded, context);
+    // Without a scope the meta is what it always was, and reads back without one.
+    let plain = AppContextBuilder::new(dig(), 1, CREATED)
+        .app(app("server", 2, &[]))
+        .build()
+        .unwrap();
+    let pairs = encode(&plain).unwrap();
+    let meta = pairs.last().unwrap().1.clone();
+    assert!(!String::from_utf8_lossy(&meta).contains("cloud"));
+    assert_eq!(decode_header(&meta).unwrap().cloud, None);
+}
+
+#[test]
 fn encode_then_load_round_trips_with_meta_last() {
     let touched = |_: &str, cluster: &ClusterId, objects: &[ContextObject]| {
         Ok((cluster.cluster == "c01500").then(|| objects[..1].to_vec()))

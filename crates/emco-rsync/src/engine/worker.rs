@@ -451,7 +451,9 @@ impl Worker {
         let variant = self.slots[index].variant.clone();
         let prepared = &variant.objects[object];
         let mut result = self.link.apply(&prepared.apply).await;
-        if let (Ok(applied), Some(reason)) = (&result, &prepared.approve) {
+        let pulls = self.link.pulls();
+        // The hub cannot reach a cluster that pulls: its requests are approved there.
+        if let (Ok(applied), Some(reason), false) = (&result, &prepared.approve, pulls) {
             let approved = applied.as_ref().is_some_and(|answer| {
                 answer
                     .pointer("/status/conditions")
@@ -480,10 +482,15 @@ impl Worker {
             Ok(applied) => {
                 // Without an answer the kind has no status to wait for: it is ready. On a
                 // cluster that pulls, nothing is there yet: its agent's reports tell.
-                let (ready, message) = if self.link.pulls() {
-                    ready_record(Readiness::NotReady(
-                        "committed to Git; waiting for the cluster's agent".into(),
-                    ))
+                let (ready, message) = if pulls {
+                    ready_record(Readiness::NotReady(match prepared.approve {
+                        Some(_) => format!(
+                            "committed to Git; approve it on the cluster (kubectl certificate \
+                             approve {})",
+                            prepared.name
+                        ),
+                        None => "committed to Git; waiting for the cluster's agent".into(),
+                    }))
                 } else {
                     ready_record(applied.as_ref().map_or(Readiness::Ready, readiness))
                 };

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use emco_core::appcontext::ClusterId;
-use emco_core::gitops::{self, GitOpsType, GitSettings, SyncTimes};
+use emco_core::appcontext::{CloudScope, ClusterId, decode_header, meta_key};
+use emco_core::gitops::{self, Deployment, GitOpsType, GitSettings, SyncTimes};
 use emco_store::Store;
 use serde_json::Value;
 
@@ -61,6 +61,8 @@ pub struct GitCluster {
     staged: Arc<Mutex<Staged>>,
     /// Azure Arc clusters: where their Flux configurations are made.
     arc: Option<Arc<ArcClient>>,
+    /// Each context's logical cloud, read once from its stored header (contexts never change).
+    clouds: Mutex<BTreeMap<String, Option<CloudScope>>>,
 }
 
 impl GitCluster {
@@ -83,6 +85,56 @@ impl GitCluster {
             store,
             staged,
             arc: None,
+            clouds: Mutex::default(),
+        }
+    }
+
+    /// The level-1 logical cloud of a context, where the layout depends on it (Anthos).
+    async fn cloud_of(&self, context: &str) -> Result<Option<CloudScope>, ClusterError> {
+        if self.kind != GitOpsType::Anthos {
+            return Ok(None);
+        }
+        let known = self
+            .clouds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(context)
+            .cloned();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let entry = self.store.get(&meta_key(context)).await.map_err(|error| {
+            ClusterError::Unavailable {
+                cluster: self.name.clone(),
+                message: format!("reading context {context}: {error}"),
+            }
+        })?;
+        let cloud = match entry {
+            Some(entry) => {
+                decode_header(&entry.value)
+                    .map_err(|error| {
+                        ClusterError::InvalidObject(format!(
+                            "context {context} has an unreadable header: {error}"
+                        ))
+                    })?
+                    .cloud
+            }
+            None => None,
+        };
+        self.clouds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(context.to_owned(), cloud.clone());
+        Ok(cloud)
+    }
+
+    fn deployment<'a>(&'a self, context: &'a str, cloud: Option<&'a CloudScope>) -> Deployment<'a> {
+        Deployment {
+            kind: self.kind,
+            provider: &self.id.provider,
+            cluster: &self.id.cluster,
+            context,
+            cloud,
         }
     }
 
@@ -232,10 +284,8 @@ impl ClusterApi for GitCluster {
                 ))
             })?;
         let (context, app) = label;
-        let path = gitops::object_path(
-            &self.id.provider,
-            &self.id.cluster,
-            context,
+        let cloud = self.cloud_of(context).await?;
+        let path = self.deployment(context, cloud.as_ref()).object_path(
             app,
             &request.name,
             &request.kind,
@@ -259,16 +309,27 @@ impl ClusterApi for GitCluster {
         _namespace: Option<&str>,
         name: &str,
     ) -> Result<Deleted, ClusterError> {
-        let prefix = format!(
-            "{}/context",
-            gitops::cluster_dir(&self.id.provider, &self.id.cluster)
-        );
+        let (provider, cluster) = (&self.id.provider, &self.id.cluster);
+        let prefix = format!("{}/context", gitops::cluster_dir(provider, cluster));
         let file = format!("{name}+{kind}.yaml");
         let mut paths = self
             .repo
             .find(&prefix, &file)
             .await
             .map_err(|error| self.git_error(error))?;
+        if self.kind == GitOpsType::Anthos {
+            // Apps of level-1 clouds live under `namespaces/`.
+            let namespaced = self
+                .repo
+                .find("namespaces", &file)
+                .await
+                .map_err(|error| self.git_error(error))?;
+            paths.extend(
+                namespaced
+                    .into_iter()
+                    .filter(|path| gitops::context_of_path(provider, cluster, path).is_some()),
+            );
+        }
         let mut staged = self.staged();
         // Written in this batch and not committed yet.
         paths.extend(
@@ -282,10 +343,7 @@ impl ClusterApi for GitCluster {
             return Ok(Deleted::NotFound);
         }
         for path in paths {
-            if let Some(context) = path
-                .strip_prefix(&format!("{prefix}/"))
-                .and_then(|rest| rest.split('/').next())
-            {
+            if let Some(context) = gitops::context_of_path(provider, cluster, &path) {
                 staged.contexts.insert(context.to_owned(), ());
             }
             staged.files.insert(path, None);
@@ -344,14 +402,9 @@ impl ClusterApi for GitCluster {
         let cluster_name = format!("{}+{}", self.id.provider, self.id.cluster);
         let mut derived = Vec::new();
         for context in staged.contexts.keys() {
-            let files = gitops::agent_files(
-                self.kind,
-                &self.id.provider,
-                &self.id.cluster,
-                context,
-                &self.git,
-                &self.times,
-            );
+            let cloud = self.cloud_of(context).await?;
+            let deployment = self.deployment(context, cloud.as_ref());
+            let files = deployment.agent_files(&self.git, &self.times);
             let mut encoded = Vec::new();
             for (path, value) in files {
                 let mut bytes = serde_json::to_vec_pretty(&value)
@@ -360,10 +413,7 @@ impl ClusterApi for GitCluster {
                 encoded.push((path, bytes));
             }
             derived.push(Derived {
-                when_dir_has_files: format!(
-                    "{}/app",
-                    gitops::context_dir(&self.id.provider, &self.id.cluster, context)
-                ),
+                when_dir_has_files: format!("{}/app", deployment.dir()),
                 files: encoded,
             });
         }
