@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use tokio::process::Command;
@@ -19,6 +19,10 @@ use tracing::{debug, warn};
 const GIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pushes tried per batch when others keep pushing first.
 const PUSH_ATTEMPTS: usize = 8;
+/// Reads within this long of the clone matching the remote skip the fetch. The hub is the only
+/// writer of its clusters' folders and its own pushes keep the clone current, so a read this
+/// fresh sees everything it wrote; a delete of N objects then costs one fetch, not N.
+const READ_FRESHNESS: Duration = Duration::from_secs(1);
 
 /// Why a Git operation failed (the message is git's own, credentials removed).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,8 +76,9 @@ pub struct GitRepo {
     spec: Arc<RepoSpec>,
     dir: PathBuf,
     queue: mpsc::UnboundedSender<Queued>,
-    /// Held while git runs in the clone (reads of the tree wait for a consistent state).
-    tree: Arc<Mutex<()>>,
+    /// Held while git runs in the clone (reads of the tree wait for a consistent state); holds
+    /// when the clone last matched the remote branch.
+    tree: Arc<Mutex<Option<Instant>>>,
 }
 
 impl GitRepo {
@@ -84,7 +89,7 @@ impl GitRepo {
             spec: Arc::new(spec),
             dir,
             queue,
-            tree: Arc::new(Mutex::new(())),
+            tree: Arc::new(Mutex::new(None)),
         };
         tokio::spawn(writer(repo.clone(), receiver));
         repo
@@ -109,8 +114,8 @@ impl GitRepo {
     /// The paths under `prefix` (a folder) whose file name is `file_name`, as of the last
     /// fetch (brought up to date first).
     pub async fn find(&self, prefix: &str, file_name: &str) -> Result<Vec<String>, GitError> {
-        let _tree = self.tree.lock().await;
-        self.sync().await?;
+        let mut synced = self.tree.lock().await;
+        self.sync_for_read(&mut synced).await?;
         let root = self.dir.join(prefix);
         let mut found = Vec::new();
         let mut stack = vec![root];
@@ -135,15 +140,15 @@ impl GitRepo {
 
     /// Whether folder `dir` holds any file on the branch (brought up to date first).
     pub async fn has_files(&self, dir: &str) -> Result<bool, GitError> {
-        let _tree = self.tree.lock().await;
-        self.sync().await?;
+        let mut synced = self.tree.lock().await;
+        self.sync_for_read(&mut synced).await?;
         Ok(dir_has_files(&self.dir.join(dir)))
     }
 
     /// The content of `path` on the branch as last fetched.
     pub async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GitError> {
-        let _tree = self.tree.lock().await;
-        self.sync().await?;
+        let mut synced = self.tree.lock().await;
+        self.sync_for_read(&mut synced).await?;
         Ok(std::fs::read(self.dir.join(path)).ok())
     }
 
@@ -159,6 +164,17 @@ impl GitRepo {
         let mut command = self.git();
         command.args(args);
         run(command, &self.spec).await
+    }
+
+    /// Brings the clone up to date unless it matched the remote within [`READ_FRESHNESS`].
+    async fn sync_for_read(&self, synced: &mut Option<Instant>) -> Result<(), GitError> {
+        if synced.is_some_and(|at| at.elapsed() < READ_FRESHNESS) {
+            return Ok(());
+        }
+        *synced = None;
+        self.sync().await?;
+        *synced = Some(Instant::now());
+        Ok(())
     }
 
     /// Makes the clone exist and match the remote branch (which may not exist yet: an empty
@@ -228,20 +244,28 @@ impl GitRepo {
     /// One batch: from the remote branch, every change as its commit, one push; starts over
     /// when the push is not a fast-forward.
     async fn write_batch(&self, changes: &[&Change]) -> Result<(), GitError> {
-        let _tree = self.tree.lock().await;
+        let mut synced = self.tree.lock().await;
+        // Whatever happens below, the clone matches the remote only once a sync or push says so.
+        *synced = None;
         let mut last = GitError("no push was tried".into());
         for attempt in 0..PUSH_ATTEMPTS {
             self.sync().await?;
+            let fetched = Instant::now();
             let mut committed = false;
             for change in changes {
                 committed |= self.apply(change).await?;
             }
             if !committed {
+                *synced = Some(fetched);
                 return Ok(());
             }
             let target = format!("HEAD:refs/heads/{}", self.spec.branch);
             match self.run(&["push", "--quiet", "origin", &target]).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    // The remote is now what the clone holds, as of the fetch before.
+                    *synced = Some(fetched);
+                    return Ok(());
+                }
                 Err(GitError(message)) if is_not_fast_forward(&message) => {
                     debug!(url = %self.spec.url, attempt, "push raced another writer; retrying");
                     last = GitError(message);
