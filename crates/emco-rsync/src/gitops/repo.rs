@@ -212,53 +212,89 @@ impl GitRepo {
         Ok(())
     }
 
-    /// Applies a change to the work tree and commits it; `false` when it changed nothing.
-    async fn apply(&self, change: &Change) -> Result<bool, GitError> {
-        for (path, content) in &change.files {
+    /// Applies a change to the work tree and returns what it changed there (path → new
+    /// content, or `None` for a removal), the derived files included; empty when it changed
+    /// nothing.
+    fn apply(&self, change: &Change) -> Result<Vec<FileChange>, GitError> {
+        let mut done = Vec::new();
+        let mut put = |path: &str, content: Option<&Vec<u8>>| -> Result<(), GitError> {
+            check_path(path)?;
             let full = self.dir.join(path);
+            let current = std::fs::read(&full).ok();
             match content {
-                Some(bytes) => write_file(&full, bytes)?,
-                None => remove_file(&self.dir, &full),
+                Some(bytes) if current.as_ref() != Some(bytes) => {
+                    write_file(&full, bytes)?;
+                    done.push((path.to_owned(), Some(bytes.clone())));
+                }
+                None if current.is_some() => {
+                    remove_file(&self.dir, &full);
+                    done.push((path.to_owned(), None));
+                }
+                _ => {}
             }
+            Ok(())
+        };
+        for (path, content) in &change.files {
+            put(path, content.as_ref())?;
         }
         for derived in &change.derived {
             let keep = dir_has_files(&self.dir.join(&derived.when_dir_has_files));
             for (path, bytes) in &derived.files {
-                let full = self.dir.join(path);
-                if keep {
-                    write_file(&full, bytes)?;
-                } else {
-                    remove_file(&self.dir, &full);
-                }
+                put(path, keep.then_some(bytes))?;
             }
         }
-        self.run(&["add", "--all"]).await?;
-        if self.run(&["diff", "--cached", "--quiet"]).await.is_ok() {
-            return Ok(false);
-        }
-        self.run(&["commit", "--quiet", "--no-verify", "-m", &change.message])
-            .await?;
-        Ok(true)
+        Ok(done)
     }
 
     /// One batch: from the remote branch, every change as its commit, one push; starts over
-    /// when the push is not a fast-forward.
+    /// when the push is not a fast-forward. The commits are made by one `git fast-import`
+    /// (each holding only its own files), not one `git add` + `git commit` per change, which
+    /// would read and write the whole index for every change of a large repository.
     async fn write_batch(&self, changes: &[&Change]) -> Result<(), GitError> {
         let mut synced = self.tree.lock().await;
         // Whatever happens below, the clone matches the remote only once a sync or push says so.
         *synced = None;
         let mut last = GitError("no push was tried".into());
+        let remote = format!("refs/remotes/origin/{}", self.spec.branch);
         for attempt in 0..PUSH_ATTEMPTS {
             self.sync().await?;
             let fetched = Instant::now();
-            let mut committed = false;
-            for change in changes {
-                committed |= self.apply(change).await?;
+            let base = self
+                .run(&["rev-parse", "--verify", "--quiet", &remote])
+                .await
+                .ok()
+                .map(|sha| sha.trim().to_owned());
+            let mut stream = Vec::new();
+            stream.extend_from_slice(format!("reset {BATCH_REF}\n").as_bytes());
+            if let Some(base) = &base {
+                stream.extend_from_slice(format!("from {base}\n\n").as_bytes());
             }
-            if !committed {
+            let mut commits = 0;
+            let when = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            for change in changes {
+                let files = self.apply(change)?;
+                if files.is_empty() {
+                    continue;
+                }
+                commits += 1;
+                fast_import_commit(&mut stream, &change.message, when, &files);
+            }
+            if commits == 0 {
                 *synced = Some(fetched);
                 return Ok(());
             }
+            self.fast_import(stream).await?;
+            self.run(&[
+                "checkout",
+                "--quiet",
+                "--force",
+                "-B",
+                &self.spec.branch,
+                BATCH_REF,
+            ])
+            .await?;
             let target = format!("HEAD:refs/heads/{}", self.spec.branch);
             match self.run(&["push", "--quiet", "origin", &target]).await {
                 Ok(_) => {
@@ -276,6 +312,97 @@ impl GitRepo {
         }
         Err(last)
     }
+
+    /// Runs `git fast-import` in the clone with `stream` as its input.
+    async fn fast_import(&self, stream: Vec<u8>) -> Result<(), GitError> {
+        use tokio::io::AsyncWriteExt;
+        let mut command = self.git();
+        command
+            // `--force`: the batch ref is ours and starts over from the remote each time.
+            .args(["fast-import", "--quiet", "--done", "--force"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|error| GitError(format!("running git fast-import: {error}")))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| GitError("git fast-import has no input".into()))?;
+        let feed = async move {
+            stdin.write_all(&stream).await?;
+            stdin.write_all(b"done\n").await?;
+            stdin.shutdown().await
+        };
+        let (fed, output) = tokio::time::timeout(GIT_TIMEOUT, async {
+            tokio::join!(feed, child.wait_with_output())
+        })
+        .await
+        .map_err(|_| {
+            GitError(format!(
+                "git fast-import did not finish within {GIT_TIMEOUT:?}"
+            ))
+        })?;
+        let output =
+            output.map_err(|error| GitError(format!("running git fast-import: {error}")))?;
+        if !output.status.success() {
+            return Err(GitError(format!(
+                "git fast-import: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        fed.map_err(|error| GitError(format!("feeding git fast-import: {error}")))
+    }
+}
+
+/// A path and its new content, or `None` for a removal.
+type FileChange = (String, Option<Vec<u8>>);
+
+/// The local ref a batch's commits are built on before they become the branch.
+const BATCH_REF: &str = "refs/emco/batch";
+
+/// Appends one commit of `files` on [`BATCH_REF`] to a fast-import stream.
+fn fast_import_commit(stream: &mut Vec<u8>, message: &str, when: u64, files: &[FileChange]) {
+    stream.extend_from_slice(
+        format!(
+            "commit {BATCH_REF}\ncommitter EMCO <emco@localhost> {when} +0000\ndata {}\n",
+            message.len()
+        )
+        .as_bytes(),
+    );
+    stream.extend_from_slice(message.as_bytes());
+    stream.push(b'\n');
+    for (path, content) in files {
+        match content {
+            Some(bytes) => {
+                stream.extend_from_slice(
+                    format!("M 100644 inline {path}\ndata {}\n", bytes.len()).as_bytes(),
+                );
+                stream.extend_from_slice(bytes);
+                stream.push(b'\n');
+            }
+            None => stream.extend_from_slice(format!("D {path}\n").as_bytes()),
+        }
+    }
+    stream.push(b'\n');
+}
+
+/// Refuses a path that could leave the clone or confuse fast-import (absolute, `..`, empty
+/// components, quotes or control characters). Kubernetes names never need any of these.
+fn check_path(path: &str) -> Result<(), GitError> {
+    let bad_component = path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..");
+    let bad_char = path
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\');
+    if bad_component || bad_char || path.starts_with(".git") {
+        return Err(GitError(format!(
+            "refusing to write {path:?}: not a plain relative path"
+        )));
+    }
+    Ok(())
 }
 
 async fn writer(repo: GitRepo, mut receiver: mpsc::UnboundedReceiver<Queued>) {
