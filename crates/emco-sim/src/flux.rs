@@ -13,16 +13,14 @@ use std::sync::{Arc, Mutex, Weak};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::{self, ApiRequest};
-use crate::catalog::{self, ResourceDef};
-use crate::cluster::Cluster;
+use crate::pull::{self, Api, Entry, error, is_manifest, read_manifests, shown, text};
 use crate::{Sim, meta};
 
 /// The field manager of everything a Kustomization applies.
@@ -31,6 +29,8 @@ const SOURCES: &str = "source.toolkit.fluxcd.io/gitrepositories";
 const KUSTOMIZATIONS: &str = "kustomize.toolkit.fluxcd.io/kustomizations";
 const NAME_LABEL: &str = "kustomize.toolkit.fluxcd.io/name";
 const NAMESPACE_LABEL: &str = "kustomize.toolkit.fluxcd.io/namespace";
+/// The User-Agent of its API requests.
+const AGENT: &str = "kustomize-controller/emco-sim";
 
 /// Why one object could not be reconciled (kept per object, shown in its Ready condition).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -113,13 +113,6 @@ struct Memory {
     kustomizations: BTreeMap<(String, String), (bool, Vec<Entry>)>,
 }
 
-/// One inventory entry, `{ns}_{name}_{group}_{kind}` and its version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Entry {
-    id: String,
-    v: String,
-}
-
 impl Flux {
     /// Stops pull mode on a cluster (it was removed).
     pub fn forget(&self, cluster: &str) {
@@ -136,10 +129,6 @@ impl Flux {
             .get(cluster)
             .map(|enabled| enabled.state.clone())
     }
-}
-
-fn error(code: StatusCode, message: impl std::fmt::Display) -> Response {
-    (code, Json(json!({"error": message.to_string()}))).into_response()
 }
 
 /// `POST /sim/clusters/{name}/flux`: bootstrap and start reconciling.
@@ -160,8 +149,13 @@ pub async fn bootstrap(
     let Some(cluster) = sim.cluster(&name) else {
         return error(StatusCode::NOT_FOUND, format!("cluster {name} not found"));
     };
+    let api = Api {
+        sim: &sim,
+        cluster,
+        agent: AGENT,
+    };
     for object in bootstrap_objects(&bootstrap) {
-        if let Err(problem) = apply_object(&sim, &cluster, &object, "flux").await {
+        if let Err(problem) = api.apply(&object, "flux").await {
             return error(StatusCode::INTERNAL_SERVER_ERROR, problem);
         }
     }
@@ -235,26 +229,13 @@ async fn reconcile_loop(sim: Weak<Sim>, state: Arc<FluxCluster>) {
 }
 
 fn crd(group: &str, kind: &str, plural: &str, singular: &str, short: &str) -> Value {
-    let version = |name: &str, storage: bool| {
-        json!({
-            "name": name,
-            "served": true,
-            "storage": storage,
-            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-            "subresources": {"status": {}},
-        })
-    };
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.{group}"), "labels": {"app.kubernetes.io/part-of": "flux"}},
-        "spec": {
-            "group": group,
-            "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": singular, "shortNames": [short]},
-            "scope": "Namespaced",
-            "versions": [version("v1", true), version("v1beta2", false), version("v1beta1", false)],
-        },
-    })
+    pull::crd(
+        group,
+        (kind, plural, singular, &[short]),
+        &["v1", "v1beta2", "v1beta1"],
+        json!({"app.kubernetes.io/part-of": "flux"}),
+        json!([]),
+    )
 }
 
 /// What `flux bootstrap` leaves in a cluster.
@@ -295,217 +276,6 @@ fn bootstrap_objects(bootstrap: &FluxBootstrap) -> Vec<Value> {
     ]
 }
 
-// ---- talking to the cluster through its own API ----
-
-async fn call(
-    sim: &Sim,
-    cluster: &Arc<Cluster>,
-    method: Method,
-    path: String,
-    query: &[(&str, &str)],
-    content_type: &str,
-    body: Vec<u8>,
-) -> Result<Value, (u16, String)> {
-    let request = ApiRequest {
-        method,
-        path,
-        query: query
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect(),
-        accept: "application/json".into(),
-        content_type: content_type.into(),
-        user_agent: "kustomize-controller/emco-sim".into(),
-        body: Bytes::from(body),
-        user: None,
-    };
-    let response = api::serve(
-        cluster,
-        &sim.options,
-        &format!("/clusters/{}", cluster.name()),
-        request,
-    );
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap_or_default();
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if status < 300 {
-        Ok(value)
-    } else {
-        let message = value
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        Err((status, message))
-    }
-}
-
-/// The type of `apiVersion`/`kind`: built-in first, then what the cluster's CRDs serve.
-fn resolve_kind(cluster: &Cluster, api_version: &str, kind: &str) -> Option<Arc<ResourceDef>> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    if let Some(def) = catalog::builtin_by_kind(group, kind) {
-        return Some(def);
-    }
-    let state = cluster.lock();
-    let custom = state.custom_types();
-    custom
-        .iter()
-        .find(|def| def.group == group && def.kind == kind && def.version == version)
-        .or_else(|| {
-            custom
-                .iter()
-                .find(|def| def.group == group && def.kind == kind)
-        })
-        .cloned()
-}
-
-fn object_path(def: &ResourceDef, version: &str, namespace: &str, name: &str) -> String {
-    let root = if def.group.is_empty() {
-        format!("/api/{version}")
-    } else {
-        format!("/apis/{}/{version}", def.group)
-    };
-    if def.namespaced {
-        format!("{root}/namespaces/{namespace}/{}/{name}", def.plural)
-    } else {
-        format!("{root}/{}/{name}", def.plural)
-    }
-}
-
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-/// Server-side applies `object` as `manager` (forcing conflicts, as Flux does).
-async fn apply_object(
-    sim: &Sim,
-    cluster: &Arc<Cluster>,
-    object: &Value,
-    manager: &str,
-) -> Result<Entry, String> {
-    let api_version = text(object, "/apiVersion");
-    let kind = text(object, "/kind");
-    let name = text(object, "/metadata/name");
-    let namespace = text(object, "/metadata/namespace");
-    let described = format!("{kind}/{name}");
-    let def = resolve_kind(cluster, api_version, kind)
-        .ok_or_else(|| format!("{described}: no matches for kind {kind:?} in {api_version:?}"))?;
-    let version = api_version.rsplit('/').next().unwrap_or(api_version);
-    let path = object_path(&def, version, namespace, name);
-    let body = serde_json::to_vec(object).map_err(|problem| problem.to_string())?;
-    call(
-        sim,
-        cluster,
-        Method::PATCH,
-        path,
-        &[("fieldManager", manager), ("force", "true")],
-        "application/apply-patch+yaml",
-        body,
-    )
-    .await
-    .map_err(|(_, message)| format!("{described} apply failed: {message}"))?;
-    Ok(Entry {
-        id: format!(
-            "{}_{name}_{}_{kind}",
-            if def.namespaced { namespace } else { "" },
-            def.group
-        ),
-        v: version.to_owned(),
-    })
-}
-
-/// Deletes an inventory entry's object (gone already is fine).
-async fn delete_entry(sim: &Sim, cluster: &Arc<Cluster>, entry: &Entry) -> Result<(), String> {
-    let mut parts = entry.id.splitn(4, '_');
-    let (Some(namespace), Some(name), Some(group), Some(kind)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("bad inventory id {:?}", entry.id));
-    };
-    let api_version = if group.is_empty() {
-        entry.v.clone()
-    } else {
-        format!("{group}/{}", entry.v)
-    };
-    let Some(def) = resolve_kind(cluster, &api_version, kind) else {
-        return Ok(()); // Its type is gone, so is the object.
-    };
-    let path = object_path(&def, &entry.v, namespace, name);
-    match call(
-        sim,
-        cluster,
-        Method::DELETE,
-        path,
-        &[("propagationPolicy", "Background")],
-        "",
-        Vec::new(),
-    )
-    .await
-    {
-        Ok(_) | Err((404, _)) => Ok(()),
-        Err((_, message)) => Err(format!("{kind}/{name} delete failed: {message}")),
-    }
-}
-
-/// Objects stored under `store_key` (all versions), as JSON.
-fn objects_of(cluster: &Cluster, store_key: &str) -> Vec<Value> {
-    let state = cluster.lock();
-    state
-        .objects_of_key(store_key)
-        .into_iter()
-        .flat_map(|objects| objects.values())
-        .filter_map(|stored| serde_json::from_slice(&stored.json).ok())
-        .collect()
-}
-
-fn object_of(cluster: &Cluster, store_key: &str, namespace: &str, name: &str) -> Option<Value> {
-    let state = cluster.lock();
-    let stored = state
-        .objects_of_key(store_key)?
-        .get(&(namespace.to_owned(), name.to_owned()))?;
-    serde_json::from_slice(&stored.json).ok()
-}
-
-/// Writes `status` unless only timestamps would change (a write wakes every watcher).
-fn write_status(cluster: &Cluster, store_key: &str, object: &Value, mut status: Value) {
-    let namespace = text(object, "/metadata/namespace").to_owned();
-    let name = text(object, "/metadata/name").to_owned();
-    let mut state = cluster.lock();
-    let Some(def) = state
-        .custom_types()
-        .iter()
-        .find(|def| &*def.store_key == store_key)
-        .cloned()
-    else {
-        return;
-    };
-    let Some(current) = state
-        .get(&def, &namespace, &name)
-        .and_then(|stored| serde_json::from_slice::<Value>(&stored.json).ok())
-    else {
-        return;
-    };
-    let old = current.get("status").cloned().unwrap_or(Value::Null);
-    if let (Some(new), Some(previous)) = (
-        status.pointer_mut("/conditions/0"),
-        old.pointer("/conditions/0"),
-    ) && new.get("status") == previous.get("status")
-        && new.get("reason") == previous.get("reason")
-        && new.get("message") == previous.get("message")
-    {
-        new["lastTransitionTime"] = previous["lastTransitionTime"].clone();
-    }
-    if old == status {
-        return;
-    }
-    api::internal_update_status(&mut state, &def, &namespace, &name, status);
-}
-
 fn ready(ok: bool, reason: &str, message: &str, generation: &Value) -> Value {
     json!({
         "type": "Ready",
@@ -523,8 +293,7 @@ fn ready(ok: bool, reason: &str, message: &str, generation: &Value) -> Value {
 type Fetched = Result<(String, PathBuf), String>;
 
 struct Pass<'a> {
-    sim: &'a Sim,
-    cluster: Arc<Cluster>,
+    api: Api<'a>,
     cache: PathBuf,
     sources: HashMap<(String, String), Fetched>,
     report_sources: Vec<Value>,
@@ -537,14 +306,17 @@ async fn run_pass(sim: &Sim, state: &FluxCluster) {
         return;
     };
     let mut pass = Pass {
-        sim,
-        cluster,
+        api: Api {
+            sim,
+            cluster,
+            agent: AGENT,
+        },
         cache: sim.work_dir().join("flux").join(&state.cluster),
         sources: HashMap::new(),
         report_sources: Vec::new(),
         report_kustomizations: Vec::new(),
     };
-    for repository in objects_of(&pass.cluster, SOURCES) {
+    for repository in pass.api.objects_of(SOURCES) {
         let key = (
             text(&repository, "/metadata/namespace").to_owned(),
             text(&repository, "/metadata/name").to_owned(),
@@ -555,7 +327,9 @@ async fn run_pass(sim: &Sim, state: &FluxCluster) {
     // Kustomizations may apply Kustomizations: reconcile new ones in the same pass.
     let mut done = HashSet::new();
     for _round in 0..8 {
-        let todo: Vec<Value> = objects_of(&pass.cluster, KUSTOMIZATIONS)
+        let todo: Vec<Value> = pass
+            .api
+            .objects_of(KUSTOMIZATIONS)
             .into_iter()
             .filter(|object| !done.contains(&key_of(object)))
             .collect();
@@ -569,7 +343,9 @@ async fn run_pass(sim: &Sim, state: &FluxCluster) {
         }
     }
     // Kustomizations deleted since (pruned by a parent, or by hand) take their objects along.
-    let present: HashSet<_> = objects_of(&pass.cluster, KUSTOMIZATIONS)
+    let present: HashSet<_> = pass
+        .api
+        .objects_of(KUSTOMIZATIONS)
         .iter()
         .map(key_of)
         .collect();
@@ -583,7 +359,7 @@ async fn run_pass(sim: &Sim, state: &FluxCluster) {
         if let Some((true, inventory)) = memory.kustomizations.remove(&key) {
             tracing::info!(cluster = %state.cluster, namespace = %key.0, name = %key.1, "kustomization gone: pruning its objects");
             for entry in inventory.iter().rev() {
-                if let Err(problem) = delete_entry(sim, &pass.cluster, entry).await {
+                if let Err(problem) = pass.api.delete(entry).await {
                     tracing::warn!(cluster = %state.cluster, %problem, "prune failed");
                 }
             }
@@ -614,7 +390,7 @@ impl Pass<'_> {
         if let Some(fetched) = self.sources.get(key) {
             return fetched.clone();
         }
-        let fetched = match object_of(&self.cluster, SOURCES, &key.0, &key.1) {
+        let fetched = match self.api.object_of(SOURCES, &key.0, &key.1) {
             None => Err(format!("GitRepository {}/{} not found", key.0, key.1)),
             Some(repository) => {
                 let fetched = self.fetch(&repository).await;
@@ -646,9 +422,9 @@ impl Pass<'_> {
                 {
                     *artifact = old.clone();
                 }
-                write_status(&self.cluster, SOURCES, &repository, status);
+                self.api.write_status(SOURCES, &repository, status);
                 if let Err(message) = &fetched {
-                    tracing::warn!(cluster = %self.cluster.name(), namespace = %key.0, name = %key.1, %message, "git fetch failed");
+                    tracing::warn!(cluster = %self.api.cluster.name(), namespace = %key.0, name = %key.1, %message, "git fetch failed");
                 }
                 fetched
             }
@@ -678,59 +454,19 @@ impl Pass<'_> {
         let mut header = None;
         let secret_name = text(repository, "/spec/secretRef/name");
         if !secret_name.is_empty() {
-            let secrets = catalog::builtin_by_kind("", "Secret")
-                .ok_or_else(|| "no Secret type".to_owned())?;
-            let secret = {
-                let state = self.cluster.lock();
-                state
-                    .get(&secrets, namespace, secret_name)
-                    .and_then(|stored| serde_json::from_slice::<Value>(&stored.json).ok())
-            }
-            .ok_or_else(|| format!("secret '{namespace}/{secret_name}' not found"))?;
-            let field = |key: &str| {
-                secret
-                    .pointer(&format!("/data/{key}"))
-                    .and_then(Value::as_str)
-                    .and_then(|encoded| STANDARD.decode(encoded).ok())
-                    .and_then(|decoded| String::from_utf8(decoded).ok())
-                    .unwrap_or_default()
-            };
+            let secret = self
+                .api
+                .secret(namespace, secret_name)
+                .ok_or_else(|| format!("secret '{namespace}/{secret_name}' not found"))?;
+            let field = |key: &str| pull::secret_data(&secret, key).unwrap_or_default();
             let (username, password) = (field("username"), field("password"));
             if !username.is_empty() || !password.is_empty() {
-                header = Some(format!(
-                    "Authorization: Basic {}",
-                    STANDARD.encode(format!("{username}:{password}"))
-                ));
+                header = Some(pull::basic_auth(&username, &password));
             }
         }
         let dir = self.cache.join(format!("{namespace}_{name}"));
-        let dir_text = dir.to_string_lossy().into_owned();
-        if !dir.join(".git").exists() {
-            git(&["init", "--quiet", &dir_text], None).await?;
-        }
-        let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-        git(
-            &[
-                "-C",
-                &dir_text,
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                url,
-                &refspec,
-            ],
-            header.as_deref(),
-        )
-        .await?;
-        let target = format!("refs/remotes/origin/{branch}");
-        git(
-            &["-C", &dir_text, "reset", "--quiet", "--hard", &target],
-            None,
-        )
-        .await?;
-        git(&["-C", &dir_text, "clean", "--quiet", "-fdx"], None).await?;
-        let sha = git(&["-C", &dir_text, "rev-parse", "HEAD"], None).await?;
-        Ok((format!("{branch}@sha1:{}", sha.trim()), dir))
+        let sha = pull::checkout(&dir, url, branch, None, header.as_deref()).await?;
+        Ok((format!("{branch}@sha1:{sha}"), dir))
     }
 
     async fn kustomization(&mut self, object: &Value, memory: &mut Memory) {
@@ -782,12 +518,12 @@ impl Pass<'_> {
                 };
                 status["conditions"] =
                     json!([ready(false, reason, &problem.to_string(), &generation)]);
-                tracing::warn!(cluster = %self.cluster.name(), namespace = %key.0, name = %key.1, %problem, "kustomization failed");
+                tracing::warn!(cluster = %self.api.cluster.name(), namespace = %key.0, name = %key.1, %problem, "kustomization failed");
                 (inventory, Err(problem.to_string()))
             }
         };
         status["inventory"] = json!({"entries": inventory});
-        write_status(&self.cluster, KUSTOMIZATIONS, object, status);
+        self.api.write_status(KUSTOMIZATIONS, object, status);
         self.report_kustomizations.push(json!({
             "namespace": key.0, "name": key.1,
             "ready": result.is_ok(),
@@ -855,8 +591,10 @@ impl Pass<'_> {
                 ));
                 continue;
             }
-            let namespaced =
-                resolve_kind(&self.cluster, &api_version, &kind).is_none_or(|def| def.namespaced);
+            let namespaced = self
+                .api
+                .resolve_kind(&api_version, &kind)
+                .is_none_or(|def| def.namespaced);
             let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
                 failures.push(format!("{kind} without metadata"));
                 continue;
@@ -875,7 +613,7 @@ impl Pass<'_> {
                 labels.insert(NAME_LABEL.into(), json!(key.1));
                 labels.insert(NAMESPACE_LABEL.into(), json!(key.0));
             }
-            match apply_object(self.sim, &self.cluster, &object, FIELD_MANAGER).await {
+            match self.api.apply(&object, FIELD_MANAGER).await {
                 Ok(entry) => {
                     if !inventory.contains(&entry) {
                         inventory.push(entry);
@@ -900,47 +638,13 @@ impl Pass<'_> {
                 if applied.contains(stale.id.as_str()) {
                     continue;
                 }
-                tracing::info!(cluster = %self.cluster.name(), kustomization = %key.1, id = %stale.id, "pruning");
-                if let Err(problem) = delete_entry(self.sim, &self.cluster, stale).await {
+                tracing::info!(cluster = %self.api.cluster.name(), kustomization = %key.1, id = %stale.id, "pruning");
+                if let Err(problem) = self.api.delete(stale).await {
                     return Err((inventory, FluxError::Apply(problem)));
                 }
             }
         }
         Ok((revision, inventory))
-    }
-}
-
-/// Runs git with credentials as an `http.extraHeader` in the environment, never on disk or in
-/// the arguments, and without prompting.
-async fn git(args: &[&str], header: Option<&str>) -> Result<String, String> {
-    let mut command = tokio::process::Command::new("git");
-    command
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if let Some(header) = header {
-        command
-            .env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", header);
-    }
-    let output = command
-        .output()
-        .await
-        .map_err(|problem| format!("running git: {problem}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(format!(
-            "git {} failed: {}",
-            args.iter()
-                .find(|arg| !arg.starts_with('-') && !arg.contains('/'))
-                .unwrap_or(&"?"),
-            stderr.trim()
-        ))
     }
 }
 
@@ -1006,17 +710,10 @@ fn build_dir(
         if entry.is_dir() {
             build_dir(checkout, &entry, objects, depth + 1)?;
         } else if is_manifest(&entry) {
-            objects.extend(read_manifests(checkout, &entry)?);
+            objects.extend(read_manifests(checkout, &entry).map_err(FluxError::Build)?);
         }
     }
     Ok(())
-}
-
-fn is_manifest(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|extension| extension.to_str()),
-        Some("yaml" | "yml" | "json")
-    )
 }
 
 fn build_kustomization(
@@ -1054,7 +751,7 @@ fn build_kustomization(
         if target.is_dir() {
             build_dir(checkout, &target, &mut built, depth + 1)?;
         } else if target.is_file() {
-            built.extend(read_manifests(checkout, &target)?);
+            built.extend(read_manifests(checkout, &target).map_err(FluxError::Build)?);
         } else {
             return Err(FluxError::Build(format!(
                 "{}: resource {resource:?} not found",
@@ -1081,53 +778,6 @@ fn text_of(value: &Value, key: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|text| !text.is_empty())
         .map(str::to_owned)
-}
-
-fn shown(checkout: &Path, path: &Path) -> String {
-    path.strip_prefix(checkout)
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
-
-/// The objects of one file: JSON, or YAML with any number of documents; `List`s are unpacked.
-fn read_manifests(checkout: &Path, file: &Path) -> Result<Vec<Value>, FluxError> {
-    let fail = |problem: String| FluxError::Build(format!("{}: {problem}", shown(checkout, file)));
-    let content = std::fs::read_to_string(file).map_err(|problem| fail(problem.to_string()))?;
-    let trimmed = content.trim_start();
-    let documents: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        // EMCO writes JSON (possibly several values) into .yaml files.
-        serde_json::Deserializer::from_str(trimmed)
-            .into_iter::<Value>()
-            .collect::<Result<_, _>>()
-            .map_err(|problem| fail(problem.to_string()))?
-    } else {
-        serde_saphyr::from_multiple::<Value>(&content)
-            .map_err(|problem| fail(problem.to_string()))?
-    };
-    let mut objects = Vec::new();
-    for document in documents {
-        match document {
-            Value::Null => {}
-            Value::Array(items) => objects.extend(items),
-            Value::Object(_) if text(&document, "/kind").ends_with("List") => {
-                if let Some(Value::Array(items)) = document.get("items") {
-                    objects.extend(items.iter().cloned());
-                }
-            }
-            Value::Object(_) => objects.push(document),
-            _ => return Err(fail("not a Kubernetes object".into())),
-        }
-    }
-    for object in &objects {
-        if text(object, "/metadata/name").is_empty() {
-            return Err(fail(format!(
-                "{} without metadata.name",
-                text(object, "/kind")
-            )));
-        }
-    }
-    Ok(objects)
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub mod git;
 pub mod meta;
 pub mod openapi;
 pub mod proto;
+mod pull;
 pub mod rbac;
 pub mod selector;
 pub mod table;
