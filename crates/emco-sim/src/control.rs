@@ -33,8 +33,9 @@
 //! `{"clusters": n, "writes": total}` over every cluster. Errors are
 //! `{"error": "…"}`. Removing a cluster ends its watches and deletes its kubeconfig.
 //!
-//! The Git server's endpoints (`/sim/git/…`) are in [`crate::git`], pull mode's
-//! (`/sim/clusters/{name}/flux…`) in [`crate::flux`]; docs/sim.md lists them.
+//! The Git server's endpoints (`/sim/git/…`) are in [`crate::git`], the pull modes'
+//! (`/sim/clusters/{name}/flux…`, `/sim/clusters/{name}/configsync…`) in [`crate::flux`] and
+//! [`crate::configsync`]; docs/sim.md lists them.
 
 use std::sync::Arc;
 

@@ -28,6 +28,7 @@ pub mod api;
 pub mod apply;
 pub mod catalog;
 pub mod cluster;
+pub mod configsync;
 pub mod control;
 pub mod controllers;
 pub mod crd;
@@ -96,8 +97,8 @@ pub struct SimOptions {
     pub git_root: Option<PathBuf>,
     /// Git users (HTTP Basic); when any are set, every Git request must name one of them.
     pub git_users: Vec<git::GitUser>,
-    /// How often pull mode ([`flux`]) reconciles each cluster, instead of the objects'
-    /// `spec.interval` (so tests are fast).
+    /// How often the pull modes ([`flux`], [`configsync`]) reconcile each cluster, instead of
+    /// the objects' `spec.interval` (so tests are fast).
     pub flux_interval: Duration,
 }
 
@@ -142,6 +143,7 @@ pub struct Sim {
     work_dir: WorkDir,
     git: git::GitServer,
     flux: flux::Flux,
+    configsync: configsync::ConfigSync,
 }
 
 /// A directory of this simulator, removed with it when the simulator made it up itself.
@@ -212,6 +214,7 @@ impl Sim {
             work_dir,
             git,
             flux: flux::Flux::default(),
+            configsync: configsync::ConfigSync::default(),
         })
     }
 
@@ -228,6 +231,11 @@ impl Sim {
     /// Pull mode (see [`flux`]).
     pub fn flux(&self) -> &flux::Flux {
         &self.flux
+    }
+
+    /// Pull mode as Config Sync (see [`configsync`]).
+    pub fn configsync(&self) -> &configsync::ConfigSync {
+        &self.configsync
     }
 
     /// A directory private to this simulator (removed with it).
@@ -424,6 +432,7 @@ impl Sim {
             return Err(SimError::ClusterNotFound(name.to_owned()));
         }
         self.flux.forget(name);
+        self.configsync.forget(name);
         if let Some(path) = self.kubeconfig_path(name) {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -484,6 +493,14 @@ pub fn router(sim: Arc<Sim>) -> Router {
             get(flux::show).post(flux::bootstrap),
         )
         .route("/sim/clusters/{name}/flux/reconcile", post(flux::reconcile))
+        .route(
+            "/sim/clusters/{name}/configsync",
+            get(configsync::show).post(configsync::setup),
+        )
+        .route(
+            "/sim/clusters/{name}/configsync/reconcile",
+            post(configsync::reconcile),
+        )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(sim)
 }

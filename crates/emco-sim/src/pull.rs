@@ -318,6 +318,17 @@ pub(crate) fn secret_data(secret: &Value, key: &str) -> Option<String> {
         .and_then(|decoded| String::from_utf8(decoded).ok())
 }
 
+/// A key of a Secret's `data`, or of its `stringData` (kept as written: the simulator does not
+/// fold it into `data` as a real API server does).
+pub(crate) fn secret_value(secret: &Value, key: &str) -> Option<String> {
+    secret_data(secret, key).or_else(|| {
+        secret
+            .pointer(&format!("/stringData/{key}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+}
+
 /// The `http.extraHeader` that authenticates as `username` with `password`.
 pub(crate) fn basic_auth(username: &str, password: &str) -> String {
     format!(
