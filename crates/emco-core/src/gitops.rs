@@ -305,6 +305,21 @@ pub fn split_deployment_id(label: &str) -> Option<(&str, &str)> {
     (!context.is_empty() && !app.is_empty()).then_some((context, app))
 }
 
+/// Files a cluster's folder keeps for good, whatever is deployed: Config Sync fails on a
+/// RootSync folder that does not exist instead of pruning, so an Anthos cluster's folder must
+/// outlive its last deployment (upstream never removes its `deployed` markers, to the same
+/// effect). Not a manifest: Config Sync ignores it. Flux's folder holds `flux bootstrap`'s own
+/// files; Argo CD's Applications are per deployment.
+pub fn cluster_files(kind: GitOpsType, provider: &str, cluster: &str) -> Vec<(String, Value)> {
+    match kind {
+        GitOpsType::Anthos => vec![(
+            format!("{}/managed-by-emco", cluster_dir(provider, cluster)),
+            json!({"provider": provider, "cluster": cluster, "gitOpsType": kind.name()}),
+        )],
+        _ => Vec::new(),
+    }
+}
+
 /// The name of a level-1 cloud's Config Sync `RepoSync` (upstream's).
 pub fn repo_sync_name(logical_cloud: &str) -> String {
     format!("repo-sync-{logical_cloud}")
@@ -441,6 +456,15 @@ impl Deployment<'_> {
                 let mut files = vec![(format!("{path}/deployed"), json!({"context": context}))];
                 if let Some(cloud) = self.cloud.filter(|cloud| cloud.instantiates_cloud) {
                     let name = repo_sync_name(&cloud.logical_cloud);
+                    let synced = namespace_dir(&cloud.namespace, provider, cluster);
+                    // The RepoSync's folder exists as long as the cloud, so that when the last
+                    // group in the cloud leaves, Config Sync prunes its objects instead of
+                    // failing on a missing folder (not a manifest: Config Sync ignores it).
+                    files.push((
+                        format!("{synced}/logical-cloud"),
+                        json!({"logicalCloud": cloud.logical_cloud, "namespace": cloud.namespace,
+                            "context": context}),
+                    ));
                     files.push((
                         format!("{path}/{name}+RepoSync.json"),
                         json!({
@@ -452,10 +476,7 @@ impl Deployment<'_> {
                                     "repo": git.url,
                                     "revision": "HEAD",
                                     "branch": git.branch,
-                                    "dir": format!(
-                                        "/{}",
-                                        namespace_dir(&cloud.namespace, provider, cluster)
-                                    ),
+                                    "dir": format!("/{synced}"),
                                     "auth": "token",
                                     "secretRef": {"name": REPO_SYNC_SECRET},
                                     "noSSLVerify": false,
@@ -575,11 +596,12 @@ mod tests {
         assert_eq!(instantiate.dir(), "clusters/p+c/context/ab");
         let files = instantiate.agent_files(&git(), &times);
         assert_eq!(files[0].0, "clusters/p+c/context/ab/deployed");
+        assert_eq!(files[1].0, "namespaces/privileged-lc-ns/p+c/logical-cloud");
         assert_eq!(
-            files[1].0,
+            files[2].0,
             "clusters/p+c/context/ab/repo-sync-lc1+RepoSync.json"
         );
-        let repo_sync = &files[1].1;
+        let repo_sync = &files[2].1;
         assert_eq!(repo_sync["kind"], "RepoSync");
         assert_eq!(repo_sync["apiVersion"], "configsync.gke.io/v1beta1");
         assert_eq!(repo_sync["metadata"]["name"], "repo-sync-lc1");
@@ -652,5 +674,11 @@ mod tests {
         assert!(agent_files(GitOpsType::AzureArc).is_empty());
         let anthos = agent_files(GitOpsType::Anthos);
         assert_eq!(anthos[0].0, "clusters/p+c/context/ab/deployed");
+        // Only an Anthos cluster's folder outlives its deployments.
+        assert_eq!(
+            cluster_files(GitOpsType::Anthos, "p", "c")[0].0,
+            "clusters/p+c/managed-by-emco"
+        );
+        assert!(cluster_files(GitOpsType::Flux, "p", "c").is_empty());
     }
 }

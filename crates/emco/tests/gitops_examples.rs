@@ -52,7 +52,7 @@ fn flux_values(dir: &Path, bed: &Bed, git_url: &str, token: &str) -> anyhow::Res
     Ok(path)
 }
 
-/// `emco agent` beside cluster2, killed with the test.
+/// `emco agent` beside a cluster, killed with the test.
 struct Agent(Child);
 
 impl Drop for Agent {
@@ -62,19 +62,14 @@ impl Drop for Agent {
     }
 }
 
-fn start_agent(bed: &Bed) -> anyhow::Result<Agent> {
+fn start_agent(bed: &Bed, provider: &str, cluster: &str) -> anyhow::Result<Agent> {
     let log = std::fs::File::create(bed.scratch().join("agent.log"))?;
     let child = Command::new(env!("CARGO_BIN_EXE_emco"))
         .arg("agent")
         .args(["--hub", &bed.hub.base_url])
-        .args([
-            "--cluster-provider",
-            "provider-flux",
-            "--cluster",
-            "cluster2",
-        ])
+        .args(["--cluster-provider", provider, "--cluster", cluster])
         .arg("--kubeconfig")
-        .arg(bed.sim.kubeconfig("cluster2"))
+        .arg(bed.sim.kubeconfig(cluster))
         .args(["--interval-ms", "200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -236,7 +231,7 @@ async fn start_test_flux(token: &str) -> anyhow::Result<FluxBed> {
         "bootstrap: {}",
         bootstrap.text().await?
     );
-    let agent = start_agent(&bed)?;
+    let agent = start_agent(&bed, "provider-flux", "cluster2")?;
 
     let ctl = bed.emcoctl()?;
     let values = flux_values(bed.scratch(), &bed, &git_url, token)?;
@@ -495,10 +490,35 @@ fn git_file(bed: &Bed, path: &str) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&text)?)
 }
 
+/// The objects of a namespace on a cluster, as kubectl lists them (`Kind/name`).
+fn objects_in(kubectl: &Kubectl, namespace: &str) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = kubectl
+        .get_json(&[
+            "daemonsets,configmaps",
+            "-n",
+            namespace,
+            "-l",
+            "emco/deployment-id",
+        ])?
+        .iter()
+        .map(|object| {
+            format!(
+                "{}/{}",
+                object["kind"].as_str().unwrap_or_default(),
+                object["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Upstream's test-anthos unchanged through emcoctl: a privileged (level-1) logical cloud on
 /// an Anthos cluster, then collectd into it. The cloud's objects and its `RepoSync` go under
-/// the cluster's folder (which the cluster's RootSync syncs); the group's objects under the
-/// cloud's namespace folder (which the RepoSync syncs into the namespace).
+/// the cluster's folder, which the cluster's RootSync (set up as the GKE console would, here
+/// the simulator's Config Sync mode) applies; the group's objects go under the cloud's
+/// namespace folder, which the RepoSync applies into the namespace. `emco agent` reports them;
+/// the group is Ready, and terminating it prunes them from the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_anthos_example_syncs_a_privileged_cloud_through_its_repo_sync() -> anyhow::Result<()>
 {
@@ -506,7 +526,12 @@ async fn test_anthos_example_syncs_a_privileged_cloud_through_its_repo_sync() ->
         1,
         "cluster",
         "1s",
-        &["--git-user", &format!("{GIT_USER}:{GIT_TOKEN}")],
+        &[
+            "--git-user",
+            &format!("{GIT_USER}:{GIT_TOKEN}"),
+            "--flux-interval-ms",
+            "300",
+        ],
     )
     .await?;
     let repo: Value = bed
@@ -517,56 +542,146 @@ async fn test_anthos_example_syncs_a_privileged_cloud_through_its_repo_sync() ->
         .json()
         .await?;
     let git_url = repo["url"].as_str().context("repo url")?.to_owned();
+    let setup = bed
+        .client
+        .post(format!(
+            "{}/sim/clusters/cluster1/configsync",
+            bed.sim.base_url
+        ))
+        .json(&json!({"url": git_url, "branch": "main",
+            "dir": "clusters/provider-anthos+cluster1",
+            "username": GIT_USER, "token": GIT_TOKEN}))
+        .send()
+        .await?;
+    ensure!(
+        setup.status().is_success(),
+        "Config Sync setup: {}",
+        setup.text().await?
+    );
+    let _agent = start_agent(&bed, "provider-anthos", "cluster1")?;
     let values = anthos_values(bed.scratch(), &git_url)?;
     let ctl = bed.emcoctl()?;
     let file = |name: &str| upstream_example(&format!("test-anthos/{name}"));
     let dir = Some(bed.scratch());
+    let cluster1 = bed.kubectl("cluster1");
     // The cluster entry uploads `values.yaml` (a placeholder file): run where it is.
     std::fs::copy(file("values.yaml"), bed.scratch().join("values.yaml"))?;
     for name in [
         "00-controllers.yaml",
         "01-prerequisites.yaml",
         "02-logicalcloud.yaml",
-        "03-deployment-intent.yaml",
-        "04-instantiation.yaml",
     ] {
         ctl.file_in(dir, "apply", &file(name), &values, &[])?;
     }
-    let cluster_dir = "clusters/provider-anthos+cluster1/context/";
-    let namespace_dir = "namespaces/privileged-lc-ns/provider-anthos+cluster1/context/";
-    let files = wait_for(
-        "the cloud and the group in Git",
+
+    // The RootSync brings the cloud: its namespace, and its RepoSync. The cluster's
+    // administrator gives the RepoSync its read credentials (never in Git), and approves the
+    // cloud user's certificate request on the cluster: the hub cannot reach it.
+    wait_for(
+        "the cloud's namespace and RepoSync on the cluster",
         Duration::from_secs(60),
         Duration::from_millis(300),
         || async {
-            let files = git_files(&bed, &git_url)?;
-            let cloud = files
+            let namespaces = cluster1.get_json(&["namespaces"])?;
+            let namespace = namespaces
                 .iter()
-                .any(|f| f.ends_with("/repo-sync-lc1+RepoSync.json"));
-            let group = files
-                .iter()
-                .any(|f| f.starts_with(namespace_dir) && f.contains("/app/collectd/"));
-            Ok(if cloud && group {
-                Ok(files)
+                .any(|ns| ns["metadata"]["name"] == "privileged-lc-ns");
+            let repo_syncs = cluster1.get_json(&["reposyncs", "-A"])?;
+            Ok(if namespace && !repo_syncs.is_empty() {
+                Ok(())
             } else {
-                Err(format!("{files:?}"))
+                Err(format!("namespace {namespace}, RepoSyncs {repo_syncs:?}"))
             })
         },
     )
     .await?;
-    // The cloud's context: namespace, RBAC, quotas and the user's request, plus the RepoSync.
-    let repo_sync = files
+    cluster1.run(&[
+        "create",
+        "secret",
+        "generic",
+        "git-creds",
+        "-n",
+        "privileged-lc-ns",
+        &format!("--from-literal=username={GIT_USER}"),
+        &format!("--from-literal=token={GIT_TOKEN}"),
+    ])?;
+    cluster1.run(&["certificate", "approve", "lc1-privileged-lc-ns-user-csr"])?;
+
+    for name in ["03-deployment-intent.yaml", "04-instantiation.yaml"] {
+        ctl.file_in(dir, "apply", &file(name), &values, &[])?;
+    }
+    let group = "projects/proj-anthos/composite-apps/test-composite-app/v1/deployment-intent-groups/test-deployment-intent";
+    let watch = ctl.watch(group, "90s")?;
+    ensure!(
+        watch.code == Some(0) && watch.stdout.contains("all resources ready"),
+        "emcoctl status --watch:\n{}\n{}\nhub:\n{}\nagent:\n{}",
+        watch.stdout,
+        watch.stderr,
+        bed.hub.stderr(),
+        std::fs::read_to_string(bed.scratch().join("agent.log")).unwrap_or_default()
+    );
+    let deployed = objects_in(&cluster1, "privileged-lc-ns")?;
+    ensure!(
+        deployed.iter().any(|name| name.starts_with("DaemonSet/")),
+        "{deployed:?}"
+    );
+    // The RepoSync applied them, and says so.
+    let repo_syncs = cluster1.get_json(&["reposyncs", "-n", "privileged-lc-ns"])?;
+    let repo_sync = repo_syncs.first().context("the RepoSync")?;
+    ensure!(
+        repo_sync["metadata"]["name"] == "repo-sync-lc1"
+            && repo_sync["status"]["sync"]["commit"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty()),
+        "{repo_sync}"
+    );
+    let daemonsets = cluster1.get_json(&["daemonsets", "-n", "privileged-lc-ns"])?;
+    ensure!(
+        !daemonsets.is_empty()
+            && daemonsets.iter().all(|ds| {
+                ds["metadata"]["annotations"]["configsync.gke.io/manager"]
+                    == "privileged-lc-ns_repo-sync-lc1"
+            }),
+        "{daemonsets:?}"
+    );
+    // The cloud's user certificate, approved on the cluster, is Ready at the hub too.
+    let cloud = wait_for(
+        "the cloud's objects ready",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let status = bed
+                .api
+                .status(
+                    "/v2/projects/proj-anthos/logical-clouds/lc1",
+                    "status=ready&output=summary",
+                )
+                .await?;
+            Ok(if status["readyStatus"] == "Ready" {
+                Ok(status)
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await?;
+
+    let files = git_files(&bed, &git_url)?;
+    let cluster_dir = "clusters/provider-anthos+cluster1/context/";
+    let namespace_dir = "namespaces/privileged-lc-ns/provider-anthos+cluster1/context/";
+    let repo_sync_file = files
         .iter()
         .find(|f| f.ends_with("/repo-sync-lc1+RepoSync.json"))
         .context("RepoSync file")?;
-    ensure!(repo_sync.starts_with(cluster_dir), "{repo_sync}");
-    let repo_sync = git_file(&bed, repo_sync)?;
+    ensure!(repo_sync_file.starts_with(cluster_dir), "{repo_sync_file}");
+    let repo_sync = git_file(&bed, repo_sync_file)?;
     ensure!(
         repo_sync["metadata"] == json!({"name": "repo-sync-lc1", "namespace": "privileged-lc-ns"})
             && repo_sync["spec"]["git"]["dir"]
                 == "/namespaces/privileged-lc-ns/provider-anthos+cluster1"
             && repo_sync["spec"]["git"]["repo"] == git_url.as_str()
-            && repo_sync["spec"]["git"]["branch"] == "main",
+            && repo_sync["spec"]["git"]["branch"] == "main"
+            && repo_sync["spec"]["git"]["secretRef"]["name"] == "git-creds",
         "{repo_sync}"
     );
     ensure!(!repo_sync.to_string().contains(GIT_TOKEN), "{repo_sync}");
@@ -578,33 +693,82 @@ async fn test_anthos_example_syncs_a_privileged_cloud_through_its_repo_sync() ->
     // Each deployment is marked deployed, in its own folder.
     let markers = files.iter().filter(|f| f.ends_with("/deployed")).count();
     ensure!(markers == 2, "{files:?}");
-    // The group's objects are in the cloud's namespace.
-    let daemonset = files
-        .iter()
-        .find(|f| f.starts_with(namespace_dir) && f.ends_with("+DaemonSet.yaml"))
-        .context("collectd's DaemonSet in Git")?;
-    let daemonset = git_file(&bed, daemonset)?;
     ensure!(
-        daemonset["metadata"]["namespace"] == "privileged-lc-ns",
-        "{daemonset}"
+        files
+            .iter()
+            .any(|f| f.starts_with(namespace_dir) && f.ends_with("+DaemonSet.yaml")),
+        "{files:?}"
     );
 
-    // Terminating the group empties the namespace folder; the cloud stays.
+    // Terminating the group empties the namespace folder, the RepoSync prunes its objects; the
+    // cloud stays.
     ctl.file_in(dir, "delete", &file("04-instantiation.yaml"), &values, &[])?;
     wait_for(
-        "the group's files gone",
+        "the group gone from Git and the cluster",
         Duration::from_secs(60),
         Duration::from_millis(300),
         || async {
             let files = git_files(&bed, &git_url)?;
-            let group = files.iter().any(|f| f.starts_with("namespaces/"));
+            let group = files.iter().any(|f| f.starts_with(namespace_dir));
+            // The RepoSync's folder stays with the cloud, so Config Sync prunes.
             let cloud = files
                 .iter()
-                .any(|f| f.ends_with("/repo-sync-lc1+RepoSync.json"));
-            Ok(if !group && cloud {
+                .any(|f| f.ends_with("/repo-sync-lc1+RepoSync.json"))
+                && files.contains(
+                    &"namespaces/privileged-lc-ns/provider-anthos+cluster1/logical-cloud"
+                        .to_owned(),
+                );
+            let left = objects_in(&cluster1, "privileged-lc-ns")?;
+            Ok(if !group && cloud && left.is_empty() {
                 Ok(())
             } else {
-                Err(format!("{files:?}"))
+                let repo_syncs = cluster1.get_json(&["reposyncs", "-A"])?;
+                Err(format!("{files:?} {left:?} {repo_syncs:?}"))
+            })
+        },
+    )
+    .await?;
+    let state = wait_for(
+        "terminated",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let status = bed
+                .api
+                .status(&format!("/v2/{group}"), "status=ready&output=summary")
+                .await?;
+            Ok(if status["deployedStatus"] == "Terminated" {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            })
+        },
+    )
+    .await;
+    state.with_context(|| format!("cloud was {cloud}"))?;
+
+    // The README's clean-up: the group's resources, then the cloud. Its files leave Git, and
+    // the RootSync prunes the RepoSync and the cloud's namespace.
+    for name in ["03-deployment-intent.yaml", "02-logicalcloud.yaml"] {
+        ctl.file_in(dir, "delete", &file(name), &values, &[])?;
+    }
+    wait_for(
+        "the cloud gone from Git and the cluster",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let files = git_files(&bed, &git_url)?;
+            let repo_syncs = cluster1.get_json(&["reposyncs", "-A"])?;
+            let namespace = cluster1
+                .get_json(&["namespaces"])?
+                .iter()
+                .any(|ns| ns["metadata"]["name"] == "privileged-lc-ns");
+            // The cluster's folder stays, so that its RootSync prunes rather than fails.
+            let kept = files == ["clusters/provider-anthos+cluster1/managed-by-emco"];
+            Ok(if kept && repo_syncs.is_empty() && !namespace {
+                Ok(())
+            } else {
+                Err(format!("{files:?} {repo_syncs:?} namespace {namespace}"))
             })
         },
     )

@@ -417,6 +417,13 @@ impl ClusterApi for GitCluster {
                 files: encoded,
             });
         }
+        let mut files = staged.files.clone();
+        for (path, value) in gitops::cluster_files(self.kind, &self.id.provider, &self.id.cluster) {
+            let mut bytes = serde_json::to_vec_pretty(&value)
+                .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
+            bytes.push(b'\n');
+            files.insert(path, Some(bytes));
+        }
         let apps: Vec<&str> = staged.apps.keys().map(String::as_str).collect();
         let contexts: Vec<&str> = staged.contexts.keys().map(String::as_str).collect();
         let mut message = format!(
@@ -434,7 +441,7 @@ impl ClusterApi for GitCluster {
         self.repo
             .commit(Change {
                 message,
-                files: staged.files.clone(),
+                files,
                 derived,
             })
             .await

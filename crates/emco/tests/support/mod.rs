@@ -460,6 +460,26 @@ impl Kubectl {
         self.get_json(&[types, "-A", "-l", "emco/deployment-id"])
     }
 
+    /// `kubectl ARGS`: its output.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .arg("--request-timeout=10s")
+            .args(args)
+            .output()
+            .context("running kubectl (1.32 is expected on PATH)")?;
+        ensure!(
+            output.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// `kubectl get ARGS -o json`: the items.
     pub fn get_json(&self, args: &[&str]) -> anyhow::Result<Vec<Value>> {
         let output = Command::new("kubectl")
