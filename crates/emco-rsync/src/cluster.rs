@@ -93,6 +93,10 @@ pub enum ClusterError {
     /// server that is down): retried, and the cluster shows as Retrying meanwhile.
     #[error("cluster {cluster}: git: {message}")]
     Git { cluster: String, message: String },
+    /// A GitOps cluster's agent has stopped reporting: what the cluster has is unknown until it
+    /// reports again, so readiness and deletes wait (the cluster shows as Retrying).
+    #[error("cluster {cluster}: {message}")]
+    AgentSilent { cluster: String, message: String },
 }
 
 impl ClusterError {
@@ -112,7 +116,8 @@ impl ClusterError {
             Self::Timeout { .. }
             | Self::Transport { .. }
             | Self::Unavailable { .. }
-            | Self::Git { .. } => Retry::Backoff,
+            | Self::Git { .. }
+            | Self::AgentSilent { .. } => Retry::Backoff,
             Self::Api {
                 code, retry_after, ..
             } => match code {
@@ -126,7 +131,10 @@ impl ClusterError {
     /// to refusing one object): the synchronizer reports such a cluster as `Retrying`.
     pub fn is_connectivity(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Transport { .. } | Self::Git { .. } => true,
+            Self::Timeout { .. }
+            | Self::Transport { .. }
+            | Self::Git { .. }
+            | Self::AgentSilent { .. } => true,
             Self::Api { code, .. } => matches!(code, 408 | 429 | 500..=599),
             _ => false,
         }

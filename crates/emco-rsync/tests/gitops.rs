@@ -133,9 +133,20 @@ fn app_on(
     input
 }
 
-/// What the cluster's agent would report: the committed objects of the cluster, with the
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// What the cluster's agent would report now: the committed objects of the cluster, with the
 /// status a ready cluster gives them.
 async fn report_as_agent(store: &dyn Store, repo: &Path) {
+    report_as_agent_at(store, repo, now_ms()).await;
+}
+
+async fn report_as_agent_at(store: &dyn Store, repo: &Path, reported_ms: u64) {
     let mut objects = Vec::new();
     for path in tree(repo, &format!("{CLUSTER_DIR}/context")) {
         if !path.ends_with(".yaml") {
@@ -153,7 +164,7 @@ async fn report_as_agent(store: &dyn Store, repo: &Path) {
     store
         .put(
             &emco_core::gitops::report_key("prov", "flux-1"),
-            serde_json::to_vec(&json!({"objects": objects, "reportedMs": 1})).unwrap(),
+            serde_json::to_vec(&json!({"objects": objects, "reportedMs": reported_ms})).unwrap(),
         )
         .await
         .unwrap();
@@ -333,6 +344,46 @@ async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_i
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    let report = hub
+        .wait(&first.id, "ready", |report| report.all_ready)
+        .await;
+    assert_eq!(
+        report.apps[0].clusters[0].connectivity,
+        Connectivity::Available
+    );
+}
+
+#[tokio::test]
+async fn a_silent_agent_leaves_the_cluster_retrying_until_it_reports_again() {
+    let hub = git_hub(true).await;
+    let first = revision("00000000000000c1", "hello");
+    hub.store_context(&first).await;
+    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
+        .await;
+    let deadline = std::time::Instant::now() + LONG;
+    while tree(&hub.remote, CLUSTER_DIR).len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "nothing committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The last report is older than the agent's allowed silence: nothing it says is trusted.
+    let stale = now_ms() - emco_rsync::gitops::cluster::AGENT_SILENCE.as_millis() as u64 - 5_000;
+    report_as_agent_at(hub.store.as_ref(), &hub.remote, stale).await;
+    let report = hub
+        .wait(&first.id, "retrying", |report| {
+            report.apps[0].clusters[0].connectivity == Connectivity::Retrying
+        })
+        .await;
+    let cluster = &report.apps[0].clusters[0];
+    assert!(!report.all_ready);
+    assert!(
+        cluster
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("agent (emco agent) last reported 12")),
+        "{cluster:?}"
+    );
+    // It reports again: ready.
     report_as_agent(hub.store.as_ref(), &hub.remote).await;
     let report = hub
         .wait(&first.id, "ready", |report| report.all_ready)

@@ -38,6 +38,10 @@ fn arc_error(cluster: &str, error: ArcError) -> ClusterError {
 use crate::cluster::{ApplyRequest, ClusterApi, ClusterError, Deleted};
 use crate::engine::DEPLOYMENT_ID_LABEL;
 
+/// How long an agent may stay silent before its last report is no longer trusted: four of its
+/// 30-second heartbeats (`emco agent` reports at least that often).
+pub const AGENT_SILENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Changes not committed yet, and what they are about (for the commit message). Kept by the
 /// connector per cluster, not per client: the synchronizer drops a client after an error and
 /// connects again, and what was staged must survive that until it is committed.
@@ -209,6 +213,24 @@ impl GitCluster {
             return Ok(Vec::new());
         };
         let report: Value = serde_json::from_slice(&entry.value).unwrap_or(Value::Null);
+        let reported_ms = report
+            .get("reportedMs")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        let silent_ms = now_ms.saturating_sub(reported_ms);
+        if silent_ms > AGENT_SILENCE.as_millis() as u64 {
+            return Err(ClusterError::AgentSilent {
+                cluster: self.name.clone(),
+                message: format!(
+                    "the cluster's agent (emco agent) last reported {} s ago; what the cluster \
+                     has is unknown until it reports again",
+                    silent_ms / 1000
+                ),
+            });
+        }
         Ok(report
             .get("objects")
             .and_then(Value::as_array)
