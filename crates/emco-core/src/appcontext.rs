@@ -517,6 +517,10 @@ pub struct AppContext {
     /// The level-1 logical cloud the context deploys into or instantiates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<CloudScope>,
+    /// The namespace the group's apps go to (its logical cloud's; `default` for an admin cloud
+    /// without one). Unknown for contexts stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 impl AppContext {
@@ -794,6 +798,7 @@ pub struct AppContextBuilder<'m> {
     apps: Vec<AppInput>,
     discoveries: Vec<ServiceDiscovery>,
     cloud: Option<CloudScope>,
+    namespace: Option<String>,
     modifier: Option<&'m dyn ClusterModifier>,
 }
 
@@ -808,6 +813,7 @@ impl<'m> AppContextBuilder<'m> {
             apps: Vec::new(),
             discoveries: Vec::new(),
             cloud: None,
+            namespace: None,
             modifier: None,
         }
     }
@@ -834,6 +840,12 @@ impl<'m> AppContextBuilder<'m> {
         self
     }
 
+    /// The namespace the group's apps go to (see [`AppContext::namespace`]).
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_owned());
+        self
+    }
+
     pub fn modifier(mut self, modifier: &'m dyn ClusterModifier) -> Self {
         self.modifier = Some(modifier);
         self
@@ -857,6 +869,7 @@ impl<'m> AppContextBuilder<'m> {
             apps,
             discoveries: self.discoveries,
             cloud: self.cloud,
+            namespace: self.namespace,
         };
         context.validate()?;
         Ok(context)

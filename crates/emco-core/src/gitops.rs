@@ -263,8 +263,7 @@ pub fn context_of_path<'a>(provider: &str, cluster: &str, path: &'a str) -> Opti
 }
 
 /// Where an object goes inside a deployment folder: `{dir}/app/{app}/{name}+{kind}.yaml`
-/// (upstream's names; the content is JSON, which is YAML). Objects of one name and kind in
-/// several namespaces get the namespace too.
+/// (upstream's names; the content is JSON, which is YAML), or `{name}+{kind}+{namespace}.yaml`.
 fn object_file(
     dir: &str,
     app: &str,
@@ -276,26 +275,6 @@ fn object_file(
         Some(namespace) => format!("{dir}/app/{app}/{name}+{kind}+{namespace}.yaml"),
         None => format!("{dir}/app/{app}/{name}+{kind}.yaml"),
     }
-}
-
-/// Where an object of an app of a deployment in an admin cloud goes:
-/// `clusters/{p}+{c}/context/{context}/app/{app}/{name}+{kind}.yaml`.
-pub fn object_path(
-    provider: &str,
-    cluster: &str,
-    context: &str,
-    app: &str,
-    name: &str,
-    kind: &str,
-    namespace_suffix: Option<&str>,
-) -> String {
-    object_file(
-        &context_dir(provider, cluster, context),
-        app,
-        name,
-        kind,
-        namespace_suffix,
-    )
 }
 
 /// The deployment a labelled object belongs to: `emco/deployment-id` is `{context}-{app}`
@@ -340,6 +319,8 @@ pub struct Deployment<'a> {
     pub context: &'a str,
     /// The level-1 logical cloud the context deploys into or instantiates.
     pub cloud: Option<&'a CloudScope>,
+    /// The namespace of the group's apps, when the context records it.
+    pub namespace: Option<&'a str>,
 }
 
 impl Deployment<'_> {
@@ -368,15 +349,31 @@ impl Deployment<'_> {
         }
     }
 
-    /// Where one of its objects goes: `{dir}/app/{app}/{name}+{kind}.yaml`.
+    /// Where one of its objects goes: `{dir}/app/{app}/{name}+{kind}.yaml` (upstream's name),
+    /// or `{name}+{kind}+{namespace}.yaml` for an object in a namespace other than the group's,
+    /// so that objects of one name and kind in several namespaces never share a file.
     pub fn object_path(
         &self,
         app: &str,
         name: &str,
         kind: &str,
-        namespace_suffix: Option<&str>,
+        object_namespace: Option<&str>,
     ) -> String {
-        object_file(&self.dir(), app, name, kind, namespace_suffix)
+        object_file(
+            &self.dir(),
+            app,
+            name,
+            kind,
+            self.namespace_suffix(object_namespace),
+        )
+    }
+
+    /// The namespace an object's file name carries (see [`Deployment::object_path`]).
+    pub fn namespace_suffix<'n>(&self, object_namespace: Option<&'n str>) -> Option<&'n str> {
+        match (object_namespace, self.namespace) {
+            (Some(object), Some(group)) if object != group => Some(object),
+            _ => None,
+        }
     }
 
     /// What the agent needs, in Git, to pick the deployment up: files (path, content) beside
@@ -552,9 +549,28 @@ mod tests {
 
     #[test]
     fn paths_and_durations_follow_upstream() {
+        let flux = deployment(GitOpsType::Flux, None);
         assert_eq!(
-            object_path("p", "c", "0a1b", "web", "web", "Deployment", None),
-            "clusters/p+c/context/0a1b/app/web/web+Deployment.yaml"
+            flux.object_path("web", "web", "Deployment", Some("default")),
+            "clusters/p+c/context/ab/app/web/web+Deployment.yaml"
+        );
+        assert_eq!(
+            flux.object_path("web", "web-role", "ClusterRole", None),
+            "clusters/p+c/context/ab/app/web/web-role+ClusterRole.yaml"
+        );
+        // Outside the group's namespace the file names the namespace: no two objects share one.
+        assert_eq!(
+            flux.object_path("web", "web", "ConfigMap", Some("kube-system")),
+            "clusters/p+c/context/ab/app/web/web+ConfigMap+kube-system.yaml"
+        );
+        // A context that does not record its namespace keeps upstream's names.
+        let legacy = Deployment {
+            namespace: None,
+            ..flux
+        };
+        assert_eq!(
+            legacy.object_path("web", "web", "ConfigMap", Some("kube-system")),
+            "clusters/p+c/context/ab/app/web/web+ConfigMap.yaml"
         );
         assert_eq!(go_duration(60), "1m0s");
         assert_eq!(go_duration(30), "30s");
@@ -570,6 +586,7 @@ mod tests {
             cluster: "c",
             context: "ab",
             cloud,
+            namespace: Some("default"),
         }
     }
 
@@ -624,7 +641,7 @@ mod tests {
         };
         let deployed = deployment(GitOpsType::Anthos, Some(&apps));
         assert_eq!(
-            deployed.object_path("web", "web", "Deployment", None),
+            deployed.object_path("web", "web", "Deployment", Some("default")),
             "namespaces/privileged-lc-ns/p+c/context/ab/app/web/web+Deployment.yaml"
         );
         let files = deployed.agent_files(&git(), &times);

@@ -522,6 +522,7 @@ fn cloud_context(
             namespace: spec.namespace.clone(),
             instantiates_cloud: true,
         })
+        .namespace(&spec.namespace)
         .build()
         .map_err(|e| DeployError::BadRequest(format!("cannot build the cloud's context: {e}")))
 }

@@ -380,7 +380,8 @@ impl Deployer {
             Ok(customised.get(&(app.to_owned(), cluster.clone())).cloned())
         };
 
-        let mut builder = AppContextBuilder::new(inputs.dig.clone(), revision, &now());
+        let mut builder = AppContextBuilder::new(inputs.dig.clone(), revision, &now())
+            .namespace(&inputs.namespace);
         if let Some(scope) = &inputs.cloud_scope {
             builder = builder.cloud(scope.clone());
         }

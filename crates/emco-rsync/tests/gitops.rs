@@ -394,6 +394,82 @@ async fn a_silent_agent_leaves_the_cluster_retrying_until_it_reports_again() {
     );
 }
 
+/// A revision whose app has one ConfigMap `settings` in the group's namespace and, when
+/// `both`, another of the same name in `kube-system`.
+fn same_names(id: &str, revision: u64, both: bool) -> AppContext {
+    let mut objects = vec![config_map("default", "settings")];
+    if both {
+        objects.push(config_map("kube-system", "settings"));
+    }
+    AppContextBuilder::new(
+        DigRef::new("proj", "capp", "v1", "dig"),
+        revision,
+        "2026-01-01T00:00:00Z",
+    )
+    .id(id)
+    .namespace("default")
+    .app(app_on("web", resources(objects)))
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn objects_of_one_name_in_two_namespaces_get_a_file_each() {
+    let hub = git_hub(true).await;
+    let first = same_names("00000000000000d1", 1, true);
+    hub.store_context(&first).await;
+    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
+        .await;
+    let app_dir = format!("{CLUSTER_DIR}/context/{}/app/web", first.id);
+    let deadline = std::time::Instant::now() + LONG;
+    while tree(&hub.remote, &app_dir).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            tree(&hub.remote, CLUSTER_DIR)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        tree(&hub.remote, &app_dir),
+        vec![
+            format!("{app_dir}/settings+ConfigMap+kube-system.yaml"),
+            format!("{app_dir}/settings+ConfigMap.yaml"),
+        ]
+    );
+    let other = show(
+        &hub.remote,
+        &format!("{app_dir}/settings+ConfigMap+kube-system.yaml"),
+    );
+    assert_eq!(other["metadata"]["namespace"], "kube-system");
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&first.id, "ready", |report| report.all_ready)
+        .await;
+
+    // An update dropping the kube-system one removes its file only.
+    let second = same_names("00000000000000d2", 2, false);
+    hub.store_context(&second).await;
+    hub.run(
+        Synchronizer::update_ops(&first.id, &second.id, &first.id, false),
+        &second.id,
+    )
+    .await;
+    hub.sync.kick(&first.id);
+    let deadline = std::time::Instant::now() + LONG;
+    while tree(&hub.remote, &app_dir).len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            tree(&hub.remote, &app_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        tree(&hub.remote, &app_dir),
+        vec![format!("{app_dir}/settings+ConfigMap.yaml")]
+    );
+}
+
 #[tokio::test]
 async fn concurrent_writers_of_one_repository_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();

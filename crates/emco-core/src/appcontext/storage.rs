@@ -75,6 +75,8 @@ struct ContextMeta {
     discoveries: Vec<ServiceDiscovery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cloud: Option<CloudScope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
 }
 
 /// The first lines of a stored context: enough to know what it belongs to without loading its
@@ -87,6 +89,8 @@ pub struct ContextHeader {
     pub revision: u64,
     #[serde(default)]
     pub cloud: Option<CloudScope>,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// Reads the header from the value at [`meta_key`].
@@ -176,6 +180,7 @@ pub fn encode(context: &AppContext) -> Result<Vec<(String, Vec<u8>)>, StorageErr
         apps: context.apps.iter().map(|app| app.name.clone()).collect(),
         discoveries: context.discoveries.clone(),
         cloud: context.cloud.clone(),
+        namespace: context.namespace.clone(),
     };
     let key = meta_key(id);
     pairs.push((key.clone(), to_json(id, &key, &meta)?));
@@ -302,6 +307,7 @@ pub fn load(
         apps: context_apps,
         discoveries: meta.discoveries,
         cloud: meta.cloud,
+        namespace: meta.namespace,
     };
     context.validate().map_err(|source| StorageError::Invalid {
         id: id.to_owned(),

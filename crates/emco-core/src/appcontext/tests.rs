@@ -505,6 +505,7 @@ fn a_cloud_scope_round_trips_and_its_header_reads_alone() {
     let context = AppContextBuilder::new(dig(), 3, CREATED)
         .app(app("server", 2, &[]))
         .cloud(scope.clone())
+        .namespace("privileged-lc-ns")
         .build()
         .unwrap();
     let pairs = encode(&context).unwrap();
@@ -515,6 +516,7 @@ fn a_cloud_scope_round_trips_and_its_header_reads_alone() {
     assert_eq!(header.dig, dig());
     assert_eq!(header.revision, 3);
     assert_eq!(header.cloud.as_ref(), Some(&scope));
+    assert_eq!(header.namespace.as_deref(), Some("privileged-lc-ns"));
     let loaded = load(&context.id, pairs).unwrap();
     assert_eq!(loaded, context);
     // Without a scope the meta is what it always was, and reads back without one.
@@ -525,7 +527,9 @@ fn a_cloud_scope_round_trips_and_its_header_reads_alone() {
     let pairs = encode(&plain).unwrap();
     let meta = pairs.last().unwrap().1.clone();
     assert!(!String::from_utf8_lossy(&meta).contains("cloud"));
+    assert!(!String::from_utf8_lossy(&meta).contains("namespace"));
     assert_eq!(decode_header(&meta).unwrap().cloud, None);
+    assert_eq!(decode_header(&meta).unwrap().namespace, None);
 }
 
 #[test]

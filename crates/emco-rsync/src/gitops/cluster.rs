@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use emco_core::appcontext::{CloudScope, ClusterId, decode_header, meta_key};
+use emco_core::appcontext::{ClusterId, ContextHeader, decode_header, meta_key};
 use emco_core::gitops::{self, Deployment, GitOpsType, GitSettings, SyncTimes};
 use emco_store::Store;
 use serde_json::Value;
@@ -65,8 +65,9 @@ pub struct GitCluster {
     staged: Arc<Mutex<Staged>>,
     /// Azure Arc clusters: where their Flux configurations are made.
     arc: Option<Arc<ArcClient>>,
-    /// Each context's logical cloud, read once from its stored header (contexts never change).
-    clouds: Mutex<BTreeMap<String, Option<CloudScope>>>,
+    /// Each context's stored header (its cloud and namespace), read once: contexts never
+    /// change. `None` for a context no longer stored.
+    headers: Mutex<BTreeMap<String, Option<Arc<ContextHeader>>>>,
 }
 
 impl GitCluster {
@@ -89,17 +90,14 @@ impl GitCluster {
             store,
             staged,
             arc: None,
-            clouds: Mutex::default(),
+            headers: Mutex::default(),
         }
     }
 
-    /// The level-1 logical cloud of a context, where the layout depends on it (Anthos).
-    async fn cloud_of(&self, context: &str) -> Result<Option<CloudScope>, ClusterError> {
-        if self.kind != GitOpsType::Anthos {
-            return Ok(None);
-        }
+    /// A context's header: where its files go depends on its cloud and namespace.
+    async fn header_of(&self, context: &str) -> Result<Option<Arc<ContextHeader>>, ClusterError> {
         let known = self
-            .clouds
+            .headers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(context)
@@ -113,32 +111,33 @@ impl GitCluster {
                 message: format!("reading context {context}: {error}"),
             }
         })?;
-        let cloud = match entry {
-            Some(entry) => {
-                decode_header(&entry.value)
-                    .map_err(|error| {
-                        ClusterError::InvalidObject(format!(
-                            "context {context} has an unreadable header: {error}"
-                        ))
-                    })?
-                    .cloud
-            }
+        let header = match entry {
+            Some(entry) => Some(Arc::new(decode_header(&entry.value).map_err(|error| {
+                ClusterError::InvalidObject(format!(
+                    "context {context} has an unreadable header: {error}"
+                ))
+            })?)),
             None => None,
         };
-        self.clouds
+        self.headers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(context.to_owned(), cloud.clone());
-        Ok(cloud)
+            .insert(context.to_owned(), header.clone());
+        Ok(header)
     }
 
-    fn deployment<'a>(&'a self, context: &'a str, cloud: Option<&'a CloudScope>) -> Deployment<'a> {
+    fn deployment<'a>(
+        &'a self,
+        context: &'a str,
+        header: Option<&'a ContextHeader>,
+    ) -> Deployment<'a> {
         Deployment {
             kind: self.kind,
             provider: &self.id.provider,
             cluster: &self.id.cluster,
             context,
-            cloud,
+            cloud: header.and_then(|header| header.cloud.as_ref()),
+            namespace: header.and_then(|header| header.namespace.as_deref()),
         }
     }
 
@@ -306,12 +305,14 @@ impl ClusterApi for GitCluster {
                 ))
             })?;
         let (context, app) = label;
-        let cloud = self.cloud_of(context).await?;
-        let path = self.deployment(context, cloud.as_ref()).object_path(
+        let header = self.header_of(context).await?;
+        let path = self.deployment(context, header.as_deref()).object_path(
             app,
             &request.name,
             &request.kind,
-            None,
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str),
         );
         let mut content = serde_json::to_vec_pretty(&object)
             .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
@@ -328,48 +329,75 @@ impl ClusterApi for GitCluster {
         &self,
         _api_version: &str,
         kind: &str,
-        _namespace: Option<&str>,
+        namespace: Option<&str>,
         name: &str,
     ) -> Result<Deleted, ClusterError> {
         let (provider, cluster) = (&self.id.provider, &self.id.cluster);
         let prefix = format!("{}/context", gitops::cluster_dir(provider, cluster));
-        let file = format!("{name}+{kind}.yaml");
-        let mut paths = self
-            .repo
-            .find(&prefix, &file)
-            .await
-            .map_err(|error| self.git_error(error))?;
-        if self.kind == GitOpsType::Anthos {
-            // Apps of level-1 clouds live under `namespaces/`.
-            let namespaced = self
-                .repo
-                .find("namespaces", &file)
-                .await
-                .map_err(|error| self.git_error(error))?;
-            paths.extend(
-                namespaced
-                    .into_iter()
-                    .filter(|path| gitops::context_of_path(provider, cluster, path).is_some()),
-            );
+        // The object's file is named plainly or with its namespace (see `object_path`).
+        let mut names = vec![format!("{name}+{kind}.yaml")];
+        if let Some(namespace) = namespace {
+            names.push(format!("{name}+{kind}+{namespace}.yaml"));
         }
-        let mut staged = self.staged();
+        let mut candidates = Vec::new();
+        for file in &names {
+            candidates.extend(
+                self.repo
+                    .find(&prefix, file)
+                    .await
+                    .map_err(|error| self.git_error(error))?,
+            );
+            if self.kind == GitOpsType::Anthos {
+                // Apps of level-1 clouds live under `namespaces/`.
+                candidates.extend(
+                    self.repo
+                        .find("namespaces", file)
+                        .await
+                        .map_err(|error| self.git_error(error))?
+                        .into_iter()
+                        .filter(|path| gitops::context_of_path(provider, cluster, path).is_some()),
+                );
+            }
+        }
         // Written in this batch and not committed yet.
-        paths.extend(
-            staged
+        candidates.extend(
+            self.staged()
                 .files
                 .iter()
-                .filter(|(path, content)| content.is_some() && path.ends_with(&format!("/{file}")))
+                .filter(|(path, content)| {
+                    content.is_some()
+                        && names.iter().any(|file| path.ends_with(&format!("/{file}")))
+                })
                 .map(|(path, _)| path.clone()),
         );
+        // Keep the files that are this object's in their deployment: a plain name in a
+        // deployment whose group namespace is another is another object's.
+        let mut paths = Vec::new();
+        for path in candidates {
+            let Some(context) = gitops::context_of_path(provider, cluster, &path) else {
+                continue;
+            };
+            let header = self.header_of(context).await?;
+            let expected = match self
+                .deployment(context, header.as_deref())
+                .namespace_suffix(namespace)
+            {
+                Some(namespace) => format!("/{name}+{kind}+{namespace}.yaml"),
+                None => format!("/{name}+{kind}.yaml"),
+            };
+            if path.ends_with(&expected) {
+                paths.push((context.to_owned(), path));
+            }
+        }
         if paths.is_empty() {
             return Ok(Deleted::NotFound);
         }
-        for path in paths {
-            if let Some(context) = gitops::context_of_path(provider, cluster, &path) {
-                staged.contexts.insert(context.to_owned(), ());
+        let mut staged = self.staged();
+        for (context, path) in paths {
+            staged.contexts.insert(context, ());
+            if staged.files.insert(path, None) != Some(None) {
+                staged.removed += 1;
             }
-            staged.files.insert(path, None);
-            staged.removed += 1;
         }
         // The agent prunes it; gone once its report no longer has it.
         Ok(Deleted::Deleting)
@@ -424,8 +452,8 @@ impl ClusterApi for GitCluster {
         let cluster_name = format!("{}+{}", self.id.provider, self.id.cluster);
         let mut derived = Vec::new();
         for context in staged.contexts.keys() {
-            let cloud = self.cloud_of(context).await?;
-            let deployment = self.deployment(context, cloud.as_ref());
+            let header = self.header_of(context).await?;
+            let deployment = self.deployment(context, header.as_deref());
             let files = deployment.agent_files(&self.git, &self.times);
             let mut encoded = Vec::new();
             for (path, value) in files {
