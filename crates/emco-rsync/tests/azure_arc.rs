@@ -182,6 +182,8 @@ fn reply(status: u16, extra: Vec<(&'static str, String)>, body: Value) -> Respon
 struct StandIn {
     state: Shared,
     base: String,
+    /// The CA of its certificate, when it serves HTTPS.
+    ca_pem: Option<String>,
 }
 
 impl StandIn {
@@ -191,13 +193,39 @@ impl StandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { state, base }
+        Self {
+            state,
+            base,
+            ca_pem: None,
+        }
+    }
+
+    /// Serves HTTPS with a certificate from a throw-away CA (as Azure serves, with its own).
+    async fn start_tls() -> Self {
+        let state = Shared::default();
+        let app = Router::new().fallback(azure).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let ca = emco_sim::csr::ClusterCa::new("azure-stand-in").unwrap();
+        let config = emco_sim::tls::server_config(&ca, address).unwrap();
+        let tls = emco_sim::tls::TlsConnectionListener::new(listener, config).unwrap();
+        tokio::spawn(async move { axum::serve(tls, app).await.unwrap() });
+        Self {
+            state,
+            base: format!("https://{address}"),
+            ca_pem: Some(ca.certificate_pem().to_owned()),
+        }
     }
 
     fn client(&self) -> ArcClient {
+        self.client_trusting(self.ca_pem.clone())
+    }
+
+    fn client_trusting(&self, ca_pem: Option<String>) -> ArcClient {
         let endpoints = ArcEndpoints {
             login: self.base.clone(),
             management: format!("{}/", self.base),
+            ca_pem,
         };
         ArcClient::new(settings(), endpoints, Duration::from_secs(5))
             .unwrap()
@@ -318,6 +346,23 @@ async fn apply_gets_a_token_ensures_flux_and_puts_the_configuration_once_per_tok
         "the second apply reuses the token"
     );
     azure.assert_no_problems();
+}
+
+#[tokio::test]
+async fn azure_over_https_is_reached_when_its_ca_is_trusted() {
+    let azure = StandIn::start_tls().await;
+    expect_admin_bodies(&azure);
+    azure.client().apply(&admin_config()).await.unwrap();
+    assert_eq!(azure.tokens_issued(), 1);
+    azure.assert_no_problems();
+    // Trusting only the system's roots, the stand-in's certificate is refused: nothing is sent.
+    let error = azure
+        .client_trusting(None)
+        .apply(&admin_config())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("certificate"), "{error}");
+    assert_eq!(azure.tokens_issued(), 1);
 }
 
 #[tokio::test]
@@ -654,6 +699,7 @@ async fn unreachable_azure_is_retryable() {
     let endpoints = ArcEndpoints {
         login: base.clone(),
         management: base,
+        ca_pem: None,
     };
     let client = ArcClient::new(settings(), endpoints, Duration::from_secs(2)).unwrap();
     let err = client.apply(&admin_config()).await.unwrap_err();

@@ -560,6 +560,7 @@ async fn an_azure_arc_cluster_gets_a_flux_configuration_per_deployment() {
         .with_azure_endpoints(emco_rsync::gitops::azure::ArcEndpoints {
             login: azure.clone(),
             management: azure,
+            ca_pem: None,
         });
     let hub = GitHub {
         _dir: dir,

@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Azure Resource Manager's endpoint for Azure Arc clusters.
     #[arg(long, env = "EMCO_AZURE_MANAGEMENT_URL", default_value = emco_rsync::gitops::azure::PUBLIC_MANAGEMENT)]
     azure_management_url: String,
+    /// A CA certificate (PEM file) trusted for Azure's endpoints besides the system's roots
+    /// (a private cloud's, or a stand-in's).
+    #[arg(long, env = "EMCO_AZURE_CA_FILE")]
+    azure_ca_file: Option<PathBuf>,
     /// `etcd://host:port[,host:port...]` to keep all state in etcd instead.
     #[arg(long, env = "EMCO_STORE")]
     store: Option<String>,
@@ -145,12 +149,20 @@ impl ServeArgs {
         };
         let renderer = Arc::new(HelmRenderer::new(HelmConfig::new(helm)));
         let store = repo.store().clone();
+        let azure_ca = match &self.azure_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --azure-ca-file {}", path.display()))?,
+            ),
+            None => None,
+        };
         let connector = Arc::new(
             StoreConnector::new(store.clone(), ClusterOptions::default())
                 .with_git_dir(self.data.join("gitops"))
                 .with_azure_endpoints(emco_rsync::gitops::azure::ArcEndpoints {
                     login: self.azure_login_url.clone(),
                     management: self.azure_management_url.clone(),
+                    ca_pem: azure_ca,
                 })
                 .with_sealer(sealer.clone()),
         );

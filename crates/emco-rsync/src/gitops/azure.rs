@@ -32,8 +32,6 @@ pub const EXTENSION_API_VERSION: &str = "2021-09-01";
 /// API version of every `Microsoft.KubernetesConfiguration/fluxConfigurations` request.
 pub const FLUX_API_VERSION: &str = "2022-03-01";
 
-/// Whether the HTTP client can speak TLS: the workspace's `reqwest` has no TLS feature.
-const TLS_SUPPORTED: bool = false;
 /// A cached token is renewed this long before it expires.
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Seconds used for `timeOut`, `syncInterval` and `retryInterval` when not given.
@@ -105,6 +103,9 @@ impl ArcSettings {
 pub struct ArcEndpoints {
     pub login: String,
     pub management: String,
+    /// A CA (PEM) trusted besides the system's roots: a private cloud's (Azure Stack Hub) or a
+    /// stand-in's.
+    pub ca_pem: Option<String>,
 }
 
 impl Default for ArcEndpoints {
@@ -112,6 +113,7 @@ impl Default for ArcEndpoints {
         Self {
             login: PUBLIC_LOGIN.to_owned(),
             management: PUBLIC_MANAGEMENT.to_owned(),
+            ca_pem: None,
         }
     }
 }
@@ -411,8 +413,21 @@ impl ArcClient {
         for base in [&endpoints.login, &endpoints.management] {
             parse_url(base)?;
         }
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
+        let mut builder = reqwest::Client::builder().timeout(request_timeout);
+        if let Some(pem) = &endpoints.ca_pem {
+            let not_pem = |why: String| {
+                ArcError::Config(format!("the extra CA is not a PEM certificate: {why}"))
+            };
+            let cas = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| not_pem(e.to_string()))?;
+            if cas.is_empty() {
+                return Err(not_pem("no CERTIFICATE block".into()));
+            }
+            for ca in cas {
+                builder = builder.add_root_certificate(ca);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ArcError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -631,15 +646,11 @@ impl ArcClient {
     }
 }
 
-/// An endpoint or operation URL this client can reach (http; https needs TLS).
+/// An endpoint or operation URL this client can reach (https, or http for a local stand-in).
 fn parse_url(text: &str) -> Result<Url, ArcError> {
     let url = Url::parse(text).map_err(|e| ArcError::Config(format!("URL {text:?}: {e}")))?;
     match url.scheme() {
-        "http" => Ok(url),
-        "https" if TLS_SUPPORTED => Ok(url),
-        "https" => Err(ArcError::Config(format!(
-            "URL {text:?}: https is not available, this build's HTTP client has no TLS"
-        ))),
+        "http" | "https" => Ok(url),
         other => Err(ArcError::Config(format!(
             "URL {text:?}: unsupported scheme {other}"
         ))),
@@ -907,15 +918,31 @@ mod tests {
     }
 
     #[test]
-    fn https_endpoints_are_refused_without_tls() {
-        let err = ArcClient::new(settings(), ArcEndpoints::default(), Duration::from_secs(5))
+    fn endpoints_are_checked_and_resource_urls_encoded() {
+        // Azure's public cloud (https, the system's roots) is the default.
+        ArcClient::new(settings(), ArcEndpoints::default(), Duration::from_secs(5))
+            .expect("https endpoints");
+        let ftp = ArcEndpoints {
+            login: "ftp://127.0.0.1:1".to_owned(),
+            ..ArcEndpoints::default()
+        };
+        let err = ArcClient::new(settings(), ftp, Duration::from_secs(5))
             .err()
-            .expect("https refused");
-        assert!(err.to_string().contains("TLS"), "{err}");
+            .expect("ftp refused");
+        assert!(err.to_string().contains("unsupported scheme ftp"), "{err}");
         assert!(!err.retryable());
+        let bad_ca = ArcEndpoints {
+            ca_pem: Some("not a certificate".to_owned()),
+            ..ArcEndpoints::default()
+        };
+        let err = ArcClient::new(settings(), bad_ca, Duration::from_secs(5))
+            .err()
+            .expect("bad CA refused");
+        assert!(err.to_string().contains("extra CA"), "{err}");
         let local = ArcEndpoints {
             login: "http://127.0.0.1:1".to_owned(),
             management: "http://127.0.0.1:1/prefix/".to_owned(),
+            ca_pem: None,
         };
         let client = ArcClient::new(settings(), local, Duration::from_secs(5)).expect("client");
         let url = client
