@@ -49,6 +49,8 @@ pub struct PrinterColumn {
     pub column_type: String,
     /// Simple JSON path such as `.spec.replicas`.
     pub json_path: String,
+    /// Above 0, kubectl shows it only with `-o wide`.
+    pub priority: i64,
 }
 
 impl ResourceDef {

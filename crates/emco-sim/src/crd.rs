@@ -143,6 +143,10 @@ pub fn served_types(crd: &Value) -> Vec<Arc<ResourceDef>> {
                                     .unwrap_or("string")
                                     .to_owned(),
                                 json_path: column.get("jsonPath")?.as_str()?.to_owned(),
+                                priority: column
+                                    .get("priority")
+                                    .and_then(Value::as_i64)
+                                    .unwrap_or(0),
                             })
                         })
                         .collect()

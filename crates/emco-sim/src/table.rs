@@ -360,12 +360,16 @@ pub fn table(
         definitions.push(json!({"name": column.name, "type": column.column_type, "format": "", "priority": 0, "description": column.description}));
     }
     for column in &def.printer_columns {
-        definitions.push(json!({"name": column.name, "type": column.column_type, "format": "", "priority": 0, "description": ""}));
+        definitions.push(json!({"name": column.name, "type": column.column_type, "format": "", "priority": column.priority, "description": ""}));
     }
-    definitions.push(json!({
-        "name": "Age", "type": "string", "format": "", "priority": 0,
-        "description": "CreationTimestamp is a timestamp representing the server time when this object was created.",
-    }));
+    // As the API server does, a CRD that lists its own columns gets no Age unless it lists one.
+    let age = def.printer_columns.is_empty();
+    if age {
+        definitions.push(json!({
+            "name": "Age", "type": "string", "format": "", "priority": 0,
+            "description": "CreationTimestamp is a timestamp representing the server time when this object was created.",
+        }));
+    }
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
@@ -379,11 +383,13 @@ pub fn table(
                     value
                 }
             }));
-            cells.push(json!(meta::age_of(
-                object
-                    .pointer("/metadata/creationTimestamp")
-                    .and_then(Value::as_str)
-            )));
+            if age {
+                cells.push(json!(meta::age_of(
+                    object
+                        .pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str)
+                )));
+            }
             let mut row = json!({ "cells": cells });
             let carried = match include {
                 IncludeObject::None => None,
