@@ -34,8 +34,8 @@
 //! `{"error": "…"}`. Removing a cluster ends its watches and deletes its kubeconfig.
 //!
 //! The Git server's endpoints (`/sim/git/…`) are in [`crate::git`], the pull modes'
-//! (`/sim/clusters/{name}/flux…`, `/sim/clusters/{name}/configsync…`) in [`crate::flux`] and
-//! [`crate::configsync`]; docs/sim.md lists them.
+//! (`/sim/clusters/{name}/flux…`, `…/configsync…`, `…/argocd…`) in [`crate::flux`],
+//! [`crate::configsync`] and [`crate::argocd`]; docs/sim.md lists them.
 
 use std::sync::Arc;
 

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod argocd;
 pub mod catalog;
 pub mod cluster;
 pub mod configsync;
@@ -97,8 +98,8 @@ pub struct SimOptions {
     pub git_root: Option<PathBuf>,
     /// Git users (HTTP Basic); when any are set, every Git request must name one of them.
     pub git_users: Vec<git::GitUser>,
-    /// How often the pull modes ([`flux`], [`configsync`]) reconcile each cluster, instead of
-    /// the objects' `spec.interval` (so tests are fast).
+    /// How often the pull modes ([`flux`], [`configsync`], [`argocd`]) reconcile each cluster,
+    /// instead of the objects' own intervals (so tests are fast).
     pub flux_interval: Duration,
 }
 
@@ -144,6 +145,7 @@ pub struct Sim {
     git: git::GitServer,
     flux: flux::Flux,
     configsync: configsync::ConfigSync,
+    argocd: argocd::ArgoCd,
 }
 
 /// A directory of this simulator, removed with it when the simulator made it up itself.
@@ -215,6 +217,7 @@ impl Sim {
             git,
             flux: flux::Flux::default(),
             configsync: configsync::ConfigSync::default(),
+            argocd: argocd::ArgoCd::default(),
         })
     }
 
@@ -236,6 +239,11 @@ impl Sim {
     /// Pull mode as Config Sync (see [`configsync`]).
     pub fn configsync(&self) -> &configsync::ConfigSync {
         &self.configsync
+    }
+
+    /// Pull mode as Argo CD (see [`argocd`]).
+    pub fn argocd(&self) -> &argocd::ArgoCd {
+        &self.argocd
     }
 
     /// A directory private to this simulator (removed with it).
@@ -433,6 +441,7 @@ impl Sim {
         }
         self.flux.forget(name);
         self.configsync.forget(name);
+        self.argocd.forget(name);
         if let Some(path) = self.kubeconfig_path(name) {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -500,6 +509,14 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route(
             "/sim/clusters/{name}/configsync/reconcile",
             post(configsync::reconcile),
+        )
+        .route(
+            "/sim/clusters/{name}/argocd",
+            get(argocd::show).post(argocd::setup),
+        )
+        .route(
+            "/sim/clusters/{name}/argocd/reconcile",
+            post(argocd::reconcile),
         )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(sim)

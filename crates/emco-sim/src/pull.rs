@@ -1,6 +1,6 @@
-//! What the pull modes ([`crate::flux`], [`crate::configsync`]) share: talking to a cluster
-//! through its own API (server-side apply, delete, status writes), inventory entries, Git
-//! checkouts with the real git CLI, and reading manifest files.
+//! What the pull modes ([`crate::flux`], [`crate::configsync`], [`crate::argocd`]) share:
+//! talking to a cluster through its own API (server-side apply, patch, delete, status writes),
+//! inventory entries, Git checkouts with the real git CLI, and reading manifest files.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -242,6 +242,41 @@ impl Api<'_> {
             Ok(_) | Err((404, _)) => Ok(()),
             Err((_, message)) => Err(format!("{kind}/{name} delete failed: {message}")),
         }
+    }
+
+    /// The live object of an inventory entry, as stored.
+    pub fn get(&self, entry: &Entry) -> Option<Value> {
+        let (namespace, name, group, kind) = entry.parts()?;
+        let api_version = if group.is_empty() {
+            entry.v.clone()
+        } else {
+            format!("{group}/{}", entry.v)
+        };
+        let def = self.resolve_kind(&api_version, kind)?;
+        self.object_of(&def.store_key, namespace, name)
+    }
+
+    /// JSON-merge-patches `object` (its `apiVersion`, `kind`, namespace and name) with `patch`.
+    pub async fn merge_patch(&self, object: &Value, patch: &Value) -> Result<(), String> {
+        let api_version = text(object, "/apiVersion");
+        let kind = text(object, "/kind");
+        let name = text(object, "/metadata/name");
+        let def = self
+            .resolve_kind(api_version, kind)
+            .ok_or_else(|| format!("{kind}/{name}: no matches for kind {kind:?}"))?;
+        let version = api_version.rsplit('/').next().unwrap_or(api_version);
+        let path = object_path(&def, version, text(object, "/metadata/namespace"), name);
+        let body = serde_json::to_vec(patch).map_err(|problem| problem.to_string())?;
+        self.call(
+            Method::PATCH,
+            path,
+            &[],
+            "application/merge-patch+json",
+            body,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(_, message)| format!("{kind}/{name} patch failed: {message}"))
     }
 
     /// Objects stored under `store_key` (all versions), as JSON.
