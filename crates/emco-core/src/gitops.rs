@@ -284,14 +284,14 @@ pub fn split_deployment_id(label: &str) -> Option<(&str, &str)> {
     (!context.is_empty() && !app.is_empty()).then_some((context, app))
 }
 
-/// Files a cluster's folder keeps for good, whatever is deployed: Config Sync fails on a
-/// RootSync folder that does not exist instead of pruning, so an Anthos cluster's folder must
-/// outlive its last deployment (upstream never removes its `deployed` markers, to the same
-/// effect). Not a manifest: Config Sync ignores it. Flux's folder holds `flux bootstrap`'s own
-/// files; Argo CD's Applications are per deployment.
+/// Files a cluster's folder keeps for good, whatever is deployed: Config Sync (a RootSync) and
+/// Argo CD (an app of apps) fail on a folder that does not exist instead of pruning, so such a
+/// cluster's folder must outlive its last deployment (upstream never removes its Anthos
+/// `deployed` markers, to the same effect). Not a manifest: both ignore it. Flux's folder holds
+/// `flux bootstrap`'s own files; Azure's configurations are per deployment.
 pub fn cluster_files(kind: GitOpsType, provider: &str, cluster: &str) -> Vec<(String, Value)> {
     match kind {
-        GitOpsType::Anthos => vec![(
+        GitOpsType::Anthos | GitOpsType::ArgoCd => vec![(
             format!("{}/managed-by-emco", cluster_dir(provider, cluster)),
             json!({"provider": provider, "cluster": cluster, "gitOpsType": kind.name()}),
         )],
@@ -439,7 +439,11 @@ impl Deployment<'_> {
                         "destination": {"server": "https://kubernetes.default.svc"},
                         "syncPolicy": {
                             "automated": {"prune": true, "selfHeal": true},
-                            "retry": {"backoff": {"duration": go_duration(times.retry_interval_s)}},
+                            // No limit is no retry to Argo CD; EMCO retries until it works.
+                            "retry": {
+                                "limit": -1,
+                                "backoff": {"duration": go_duration(times.retry_interval_s)},
+                            },
                         },
                     },
                 }),
@@ -688,14 +692,18 @@ mod tests {
         let argo = agent_files(GitOpsType::ArgoCd);
         assert_eq!(argo[0].1["spec"]["source"]["repoURL"], "http://git/r.git");
         assert_eq!(argo[0].1["spec"]["syncPolicy"]["automated"]["prune"], true);
+        assert_eq!(argo[0].1["spec"]["syncPolicy"]["retry"]["limit"], -1);
         assert!(agent_files(GitOpsType::AzureArc).is_empty());
         let anthos = agent_files(GitOpsType::Anthos);
         assert_eq!(anthos[0].0, "clusters/p+c/context/ab/deployed");
-        // Only an Anthos cluster's folder outlives its deployments.
-        assert_eq!(
-            cluster_files(GitOpsType::Anthos, "p", "c")[0].0,
-            "clusters/p+c/managed-by-emco"
-        );
+        // Only the folders of Anthos and Argo CD clusters need to outlive their deployments.
+        for kind in [GitOpsType::Anthos, GitOpsType::ArgoCd] {
+            assert_eq!(
+                cluster_files(kind, "p", "c")[0].0,
+                "clusters/p+c/managed-by-emco"
+            );
+        }
         assert!(cluster_files(GitOpsType::Flux, "p", "c").is_empty());
+        assert!(cluster_files(GitOpsType::AzureArc, "p", "c").is_empty());
     }
 }

@@ -45,7 +45,7 @@ pub struct SimArgs {
     /// A Git user, `NAME:TOKEN` (HTTP Basic); repeatable. With any, Git requires one of them.
     #[arg(long = "git-user", value_name = "NAME:TOKEN")]
     git_users: Vec<emco_sim::git::GitUser>,
-    /// Milliseconds between pull-mode reconciles (Flux, Config Sync) of each cluster.
+    /// Milliseconds between pull-mode reconciles (Flux, Config Sync, Argo CD) of each cluster.
     #[arg(long, default_value_t = 1000)]
     flux_interval_ms: u64,
 }

@@ -198,6 +198,20 @@ struct FluxBed {
 }
 
 async fn start_test_flux(token: &str) -> anyhow::Result<FluxBed> {
+    start_test_pull(token, Puller::Flux).await
+}
+
+/// What pulls cluster2's folder.
+#[derive(Clone, Copy, PartialEq)]
+enum Puller {
+    /// Flux, bootstrapped as `flux bootstrap` leaves it.
+    Flux,
+    /// Argo CD with an app-of-apps root Application on the cluster's folder; the cluster is
+    /// registered with `gitOpsType: argocd` (test-flux's files otherwise unchanged).
+    ArgoCd,
+}
+
+async fn start_test_pull(token: &str, puller: Puller) -> anyhow::Result<FluxBed> {
     let bed = Bed::start_with(
         2,
         "cluster",
@@ -218,14 +232,27 @@ async fn start_test_flux(token: &str) -> anyhow::Result<FluxBed> {
         .json()
         .await?;
     let git_url = repo["url"].as_str().context("repo url")?.to_owned();
-    commit_bootstrap(&bed, &git_url)?;
-    let bootstrap = client
-        .post(format!("{}/sim/clusters/cluster2/flux", bed.sim.base_url))
-        .json(&json!({"url": git_url, "branch": "main",
-            "path": "./clusters/provider-flux+cluster2",
-            "username": GIT_USER, "token": GIT_TOKEN}))
-        .send()
-        .await?;
+    let bootstrap = match puller {
+        Puller::Flux => {
+            commit_bootstrap(&bed, &git_url)?;
+            client
+                .post(format!("{}/sim/clusters/cluster2/flux", bed.sim.base_url))
+                .json(&json!({"url": git_url, "branch": "main",
+                    "path": "./clusters/provider-flux+cluster2",
+                    "username": GIT_USER, "token": GIT_TOKEN}))
+                .send()
+                .await?
+        }
+        Puller::ArgoCd => {
+            client
+                .post(format!("{}/sim/clusters/cluster2/argocd", bed.sim.base_url))
+                .json(&json!({"url": git_url, "branch": "main",
+                    "path": "clusters/provider-flux+cluster2",
+                    "username": GIT_USER, "token": GIT_TOKEN}))
+                .send()
+                .await?
+        }
+    };
     ensure!(
         bootstrap.status().is_success(),
         "bootstrap: {}",
@@ -238,13 +265,19 @@ async fn start_test_flux(token: &str) -> anyhow::Result<FluxBed> {
     let file = |name: &str| upstream_example(&format!("test-flux/{name}"));
     // The cluster2 entry uploads `values.yaml` (a placeholder file): run where it is.
     let dir = Some(bed.scratch());
-    ctl.file_in(
-        dir,
-        "apply",
-        &generated("examples/test-flux/00-prerequisites.yaml"),
-        &values,
-        &[],
-    )?;
+    let prerequisites = generated("examples/test-flux/00-prerequisites.yaml");
+    let prerequisites = match puller {
+        Puller::Flux => prerequisites,
+        Puller::ArgoCd => {
+            let text = std::fs::read_to_string(&prerequisites)?
+                .replace("gitOpsType: \"fluxcd\"", "gitOpsType: \"argocd\"");
+            ensure!(text.contains("\"argocd\""), "{text}");
+            let path = bed.scratch().join("00-prerequisites-argocd.yaml");
+            std::fs::write(&path, text)?;
+            path
+        }
+    };
+    ctl.file_in(dir, "apply", &prerequisites, &values, &[])?;
     for name in [
         "01-logical-cloud.yaml",
         "02-deployment-intent.yaml",
@@ -270,7 +303,19 @@ async fn start_test_flux(token: &str) -> anyhow::Result<FluxBed> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -> anyhow::Result<()>
 {
-    let flux = start_test_flux(GIT_TOKEN).await?;
+    push_and_pull_cluster_in_one_group(Puller::Flux).await
+}
+
+/// test-flux with cluster2 registered as an Argo CD cluster: the hub writes an Application per
+/// deployment beside its folder, the root Application brings it, it syncs (and on the way out
+/// its finalizer prunes) the deployment's objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_flux_example_as_an_argo_cd_cluster_through_emcoctl() -> anyhow::Result<()> {
+    push_and_pull_cluster_in_one_group(Puller::ArgoCd).await
+}
+
+async fn push_and_pull_cluster_in_one_group(puller: Puller) -> anyhow::Result<()> {
+    let flux = start_test_pull(GIT_TOKEN, puller).await?;
     let (bed, git_url, values) = (&flux.bed, &flux.git_url, &flux.values);
     let ctl = bed.emcoctl()?;
     let file = |name: &str| upstream_example(&format!("test-flux/{name}"));
@@ -293,16 +338,32 @@ async fn test_flux_example_reaches_a_push_and_a_flux_cluster_through_emcoctl() -
         !on_cluster1.is_empty() && on_cluster1 == on_cluster2,
         "cluster1 {on_cluster1:?} cluster2 {on_cluster2:?}"
     );
-    // On cluster2 Flux applied them (its labels), from the hub's files in Git.
+    // On cluster2 the agent applied them (its labels), from the hub's files in Git.
     let daemonsets = cluster2.get_json(&["daemonsets", "-A"])?;
+    let (label, prefix) = match puller {
+        Puller::Flux => ("kustomize.toolkit.fluxcd.io/name", "kust"),
+        Puller::ArgoCd => ("app.kubernetes.io/instance", "emco-"),
+    };
     ensure!(
         daemonsets.iter().any(|object| {
-            object["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"]
+            object["metadata"]["labels"][label]
                 .as_str()
-                .is_some_and(|name| name.starts_with("kust"))
+                .is_some_and(|name| name.starts_with(prefix))
         }),
         "{daemonsets:?}"
     );
+    if puller == Puller::ArgoCd {
+        let applications = cluster2.get_json(&["applications", "-n", "argocd"])?;
+        ensure!(
+            applications.iter().any(|app| {
+                app["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.starts_with("emco-"))
+                    && app["status"]["sync"]["status"] == "Synced"
+            }),
+            "{applications:?}"
+        );
+    }
     let files = git_files(bed, git_url)?;
     ensure!(
         files.iter().any(
