@@ -230,7 +230,7 @@ struct Memory {
 
 #[derive(Debug)]
 struct Remembered {
-    /// Its objects stay when it is deleted (`deletion-propagation-policy: Orphan`).
+    /// Its objects stay when it is deleted (unless `deletion-propagation-policy: Foreground`).
     orphan: bool,
     inventory: Vec<Entry>,
 }
@@ -553,11 +553,12 @@ async fn reconcile_one(
     for problem in &outcome.errors {
         tracing::warn!(cluster = %api.cluster.name(), kind = key.0.kind(), namespace = %key.1, name = %key.2, %problem, "sync error");
     }
+    // Config Sync's default is `Orphan`: only `Foreground` deletes what the object applied.
     let orphan = object
         .pointer("/metadata/annotations")
         .and_then(|annotations| annotations.get(DELETION_POLICY_ANNOTATION))
         .and_then(Value::as_str)
-        == Some("Orphan");
+        != Some("Foreground");
     let report = json!({
         "kind": key.0.kind(), "namespace": key.1, "name": key.2,
         "commit": outcome.commit,

@@ -152,7 +152,8 @@ async fn root_and_namespace_reconcilers_apply_refuse_and_prune() {
     root.write(
         &format!("{dir}/team/reposync.yaml"),
         json!({"apiVersion": "configsync.gke.io/v1beta1", "kind": "RepoSync",
-            "metadata": {"name": "repo-sync", "namespace": "team"},
+            "metadata": {"name": "repo-sync", "namespace": "team", "annotations":
+                {"configsync.gke.io/deletion-propagation-policy": "Foreground"}},
             "spec": {"sourceFormat": "unstructured", "git": {"repo": team_url, "branch": "main",
                 "dir": "/apps", "revision": "HEAD", "auth": "token",
                 "secretRef": {"name": "git-creds"}}}})
@@ -470,7 +471,8 @@ async fn root_and_namespace_reconcilers_apply_refuse_and_prune() {
         .is_some()
     );
 
-    // Removing the RepoSync's file prunes the RepoSync, and with it what it applied.
+    // Removing the RepoSync's file prunes the RepoSync, and with it (`Foreground`) what it
+    // applied.
     root.remove(&format!("{dir}/team/reposync.yaml"));
     root.push("drop the repo sync");
     let (_, report) = post(&format!("{setup}/reconcile"), None).await;
