@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -199,22 +199,7 @@ fn check_path(path: &str) -> Result<(), String> {
 }
 
 /// Argo CD of every cluster that has it.
-#[derive(Debug, Default)]
-pub struct ArgoCd {
-    clusters: Mutex<HashMap<String, Enabled>>,
-}
-
-#[derive(Debug)]
-struct Enabled {
-    state: Arc<ArgoCluster>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Enabled {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub type ArgoCd = pull::PullModes<ArgoCluster>;
 
 /// One cluster's Argo CD.
 #[derive(Debug)]
@@ -224,24 +209,6 @@ pub struct ArgoCluster {
     /// Serializes passes (the loop and explicit reconciles); counts them.
     pass: tokio::sync::Mutex<u64>,
     report: Mutex<Value>,
-}
-
-impl ArgoCd {
-    /// Stops Argo CD on a cluster (it was removed).
-    pub fn forget(&self, cluster: &str) {
-        self.clusters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(cluster);
-    }
-
-    fn get(&self, cluster: &str) -> Option<Arc<ArgoCluster>> {
-        self.clusters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(cluster)
-            .map(|enabled| enabled.state.clone())
-    }
 }
 
 /// `POST /sim/clusters/{name}/argocd`: install, add the repository and the root Application,
@@ -276,12 +243,7 @@ pub async fn setup(
         pass: tokio::sync::Mutex::new(0),
         report: Mutex::new(json!({})),
     });
-    let task = tokio::spawn(reconcile_loop(Arc::downgrade(&sim), state.clone()));
-    sim.argocd
-        .clusters
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(name.clone(), Enabled { state, task });
+    sim.argocd.start(&sim, state);
     tracing::info!(cluster = %name, url = %setup.url, path = %setup.path, "argo cd set up");
     (
         StatusCode::CREATED,
@@ -292,50 +254,36 @@ pub async fn setup(
 
 /// `POST /sim/clusters/{name}/argocd/reconcile`: one pass now; answers when it is done.
 pub async fn reconcile(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(state) = sim.argocd.get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("argo cd is not set up on {name}"),
-        );
-    };
-    run_pass(&sim, &state).await;
-    show(State(sim), UrlPath(name)).await
+    sim.argocd.reconcile(&sim, &name).await
 }
 
 /// `GET /sim/clusters/{name}/argocd`.
 pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(state) = sim.argocd.get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("argo cd is not set up on {name}"),
-        );
-    };
-    let report = state
-        .report
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
-    Json(json!({"cluster": name, "setup": state.setup, "lastPass": report})).into_response()
+    sim.argocd.show(&name)
 }
 
-async fn reconcile_loop(sim: Weak<Sim>, state: Arc<ArgoCluster>) {
-    let period = match sim.upgrade() {
-        Some(sim) => sim
-            .options
-            .flux_interval
-            .max(std::time::Duration::from_millis(10)),
-        None => return,
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(sim) = sim.upgrade() else { return };
-        if sim.cluster(&state.cluster).is_none() {
-            tracing::info!(cluster = %state.cluster, "cluster gone: argo cd stops");
-            return;
-        }
-        run_pass(&sim, &state).await;
+impl pull::Puller for ArgoCluster {
+    const MODE: &'static str = "argo cd";
+    const MISSING: &'static str = "is not set up";
+    const SETUP_FIELD: &'static str = "setup";
+
+    fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn setup(&self) -> Value {
+        serde_json::to_value(&self.setup).unwrap_or(Value::Null)
+    }
+
+    fn report(&self) -> Value {
+        self.report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl std::future::Future<Output = ()> + Send + 'a {
+        run_pass(sim, self)
     }
 }
 

@@ -8,9 +8,9 @@
 //! git CLI, every manifest under `spec.git.dir` (unstructured format) server-side applied
 //! through the cluster's own API, what left the source pruned, Config Sync's status written.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -168,22 +168,7 @@ fn leaves_repository(dir: &str) -> bool {
 }
 
 /// Config Sync of every cluster that has it.
-#[derive(Debug, Default)]
-pub struct ConfigSync {
-    clusters: Mutex<HashMap<String, Enabled>>,
-}
-
-#[derive(Debug)]
-struct Enabled {
-    state: Arc<SyncCluster>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Enabled {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub type ConfigSync = pull::PullModes<SyncCluster>;
 
 /// One cluster's Config Sync.
 #[derive(Debug)]
@@ -235,24 +220,6 @@ struct Remembered {
     inventory: Vec<Entry>,
 }
 
-impl ConfigSync {
-    /// Stops Config Sync on a cluster (it was removed).
-    pub fn forget(&self, cluster: &str) {
-        self.clusters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(cluster);
-    }
-
-    fn get(&self, cluster: &str) -> Option<Arc<SyncCluster>> {
-        self.clusters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(cluster)
-            .map(|enabled| enabled.state.clone())
-    }
-}
-
 /// `POST /sim/clusters/{name}/configsync`: install, configure the RootSync, start reconciling.
 pub async fn setup(
     State(sim): State<Arc<Sim>>,
@@ -284,12 +251,7 @@ pub async fn setup(
         pass: tokio::sync::Mutex::new(Memory::default()),
         report: Mutex::new(json!({})),
     });
-    let task = tokio::spawn(reconcile_loop(Arc::downgrade(&sim), state.clone()));
-    sim.configsync
-        .clusters
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(name.clone(), Enabled { state, task });
+    sim.configsync.start(&sim, state);
     tracing::info!(cluster = %name, url = %setup.url, dir = %setup.dir, "config sync set up");
     (
         StatusCode::CREATED,
@@ -300,50 +262,36 @@ pub async fn setup(
 
 /// `POST /sim/clusters/{name}/configsync/reconcile`: one pass now; answers when it is done.
 pub async fn reconcile(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(state) = sim.configsync.get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("config sync is not set up on {name}"),
-        );
-    };
-    run_pass(&sim, &state).await;
-    show(State(sim), UrlPath(name)).await
+    sim.configsync.reconcile(&sim, &name).await
 }
 
 /// `GET /sim/clusters/{name}/configsync`.
 pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(state) = sim.configsync.get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("config sync is not set up on {name}"),
-        );
-    };
-    let report = state
-        .report
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
-    Json(json!({"cluster": name, "setup": state.setup, "lastPass": report})).into_response()
+    sim.configsync.show(&name)
 }
 
-async fn reconcile_loop(sim: Weak<Sim>, state: Arc<SyncCluster>) {
-    let period = match sim.upgrade() {
-        Some(sim) => sim
-            .options
-            .flux_interval
-            .max(std::time::Duration::from_millis(10)),
-        None => return,
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(sim) = sim.upgrade() else { return };
-        if sim.cluster(&state.cluster).is_none() {
-            tracing::info!(cluster = %state.cluster, "cluster gone: config sync stops");
-            return;
-        }
-        run_pass(&sim, &state).await;
+impl pull::Puller for SyncCluster {
+    const MODE: &'static str = "config sync";
+    const MISSING: &'static str = "is not set up";
+    const SETUP_FIELD: &'static str = "setup";
+
+    fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn setup(&self) -> Value {
+        serde_json::to_value(&self.setup).unwrap_or(Value::Null)
+    }
+
+    fn report(&self) -> Value {
+        self.report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl std::future::Future<Output = ()> + Send + 'a {
+        run_pass(sim, self)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -78,22 +78,7 @@ fn default_path() -> String {
 }
 
 /// Pull mode of every cluster that has it.
-#[derive(Debug, Default)]
-pub struct Flux {
-    clusters: Mutex<HashMap<String, Enabled>>,
-}
-
-#[derive(Debug)]
-struct Enabled {
-    state: Arc<FluxCluster>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Enabled {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub type Flux = pull::PullModes<FluxCluster>;
 
 /// One cluster's pull mode.
 #[derive(Debug)]
@@ -111,24 +96,6 @@ struct Memory {
     passes: u64,
     /// Kustomizations last seen: whether they prune, and their inventory.
     kustomizations: BTreeMap<(String, String), (bool, Vec<Entry>)>,
-}
-
-impl Flux {
-    /// Stops pull mode on a cluster (it was removed).
-    pub fn forget(&self, cluster: &str) {
-        self.clusters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(cluster);
-    }
-
-    fn get(&self, cluster: &str) -> Option<Arc<FluxCluster>> {
-        self.clusters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(cluster)
-            .map(|enabled| enabled.state.clone())
-    }
 }
 
 /// `POST /sim/clusters/{name}/flux`: bootstrap and start reconciling.
@@ -165,12 +132,7 @@ pub async fn bootstrap(
         pass: tokio::sync::Mutex::new(Memory::default()),
         report: Mutex::new(json!({})),
     });
-    let task = tokio::spawn(reconcile_loop(Arc::downgrade(&sim), state.clone()));
-    sim.flux
-        .clusters
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(name.clone(), Enabled { state, task });
+    sim.flux.start(&sim, state);
     tracing::info!(cluster = %name, url = %bootstrap.url, "flux bootstrapped");
     (
         StatusCode::CREATED,
@@ -181,50 +143,36 @@ pub async fn bootstrap(
 
 /// `POST /sim/clusters/{name}/flux/reconcile`: one pass now; answers when it is done.
 pub async fn reconcile(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(state) = sim.flux.get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("flux is not bootstrapped on {name}"),
-        );
-    };
-    run_pass(&sim, &state).await;
-    show(State(sim), UrlPath(name)).await
+    sim.flux.reconcile(&sim, &name).await
 }
 
 /// `GET /sim/clusters/{name}/flux`.
 pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(state) = sim.flux.get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("flux is not bootstrapped on {name}"),
-        );
-    };
-    let report = state
-        .report
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
-    Json(json!({"cluster": name, "bootstrap": state.bootstrap, "lastPass": report})).into_response()
+    sim.flux.show(&name)
 }
 
-async fn reconcile_loop(sim: Weak<Sim>, state: Arc<FluxCluster>) {
-    let period = match sim.upgrade() {
-        Some(sim) => sim
-            .options
-            .flux_interval
-            .max(std::time::Duration::from_millis(10)),
-        None => return,
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(sim) = sim.upgrade() else { return };
-        if sim.cluster(&state.cluster).is_none() {
-            tracing::info!(cluster = %state.cluster, "cluster gone: flux stops");
-            return;
-        }
-        run_pass(&sim, &state).await;
+impl pull::Puller for FluxCluster {
+    const MODE: &'static str = "flux";
+    const MISSING: &'static str = "is not bootstrapped";
+    const SETUP_FIELD: &'static str = "bootstrap";
+
+    fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn setup(&self) -> Value {
+        serde_json::to_value(&self.bootstrap).unwrap_or(Value::Null)
+    }
+
+    fn report(&self) -> Value {
+        self.report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl std::future::Future<Output = ()> + Send + 'a {
+        run_pass(sim, self)
     }
 }
 

@@ -2,8 +2,11 @@
 //! talking to a cluster through its own API (server-side apply, patch, delete, status writes),
 //! inventory entries, Git checkouts with the real git CLI, and reading manifest files.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -519,4 +522,119 @@ pub(crate) fn read_manifests(checkout: &Path, file: &Path) -> Result<Vec<Value>,
         }
     }
     Ok(objects)
+}
+
+/// One pull mode's state on one cluster, as the shared registry, loop and endpoints drive it.
+pub trait Puller: Send + Sync + 'static {
+    /// The mode's name in messages and logs (`flux`, `config sync`, `argo cd`).
+    const MODE: &'static str;
+    /// Why the endpoints answer 404 without it (`is not set up`).
+    const MISSING: &'static str;
+    /// The field of the state answer that shows how it was set up.
+    const SETUP_FIELD: &'static str;
+    fn cluster(&self) -> &str;
+    /// How it was set up (credentials left out).
+    fn setup(&self) -> Value;
+    /// What the last pass found.
+    fn report(&self) -> Value;
+    /// One reconcile pass over the cluster (passes are serialized by the mode).
+    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl Future<Output = ()> + Send + 'a;
+}
+
+/// A pull mode on every cluster that has it: each with a loop reconciling every
+/// [`crate::SimOptions::flux_interval`], stopped when the cluster goes or the mode is dropped.
+#[derive(Debug)]
+pub struct PullModes<P> {
+    clusters: Mutex<HashMap<String, Enabled<P>>>,
+}
+
+impl<P> Default for PullModes<P> {
+    fn default() -> Self {
+        Self {
+            clusters: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Enabled<P> {
+    state: Arc<P>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<P> Drop for Enabled<P> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<P: Puller> PullModes<P> {
+    /// Stops the mode on a cluster (it was removed).
+    pub fn forget(&self, cluster: &str) {
+        self.clusters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(cluster);
+    }
+
+    pub(crate) fn get(&self, cluster: &str) -> Option<Arc<P>> {
+        self.clusters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(cluster)
+            .map(|enabled| enabled.state.clone())
+    }
+
+    /// Starts reconciling `state`'s cluster (replacing an earlier setup).
+    pub(crate) fn start(&self, sim: &Arc<Sim>, state: Arc<P>) {
+        let task = tokio::spawn(reconcile_loop(Arc::downgrade(sim), state.clone()));
+        self.clusters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(state.cluster().to_owned(), Enabled { state, task });
+    }
+
+    /// `POST …/reconcile`: one pass now; answers with the state once it is done.
+    pub(crate) async fn reconcile(&self, sim: &Sim, name: &str) -> Response {
+        let Some(state) = self.get(name) else {
+            return self.missing(name);
+        };
+        state.run_pass(sim).await;
+        self.show(name)
+    }
+
+    /// `GET`: how it was set up and what the last pass found.
+    pub(crate) fn show(&self, name: &str) -> Response {
+        let Some(state) = self.get(name) else {
+            return self.missing(name);
+        };
+        let mut answer = json!({"cluster": name, "lastPass": state.report()});
+        answer[P::SETUP_FIELD] = state.setup();
+        Json(answer).into_response()
+    }
+
+    fn missing(&self, name: &str) -> Response {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("{} {} on {name}", P::MODE, P::MISSING),
+        )
+    }
+}
+
+async fn reconcile_loop<P: Puller>(sim: Weak<Sim>, state: Arc<P>) {
+    let period = match sim.upgrade() {
+        Some(sim) => sim.options.flux_interval.max(Duration::from_millis(10)),
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(sim) = sim.upgrade() else { return };
+        if sim.cluster(state.cluster()).is_none() {
+            tracing::info!(cluster = %state.cluster(), mode = P::MODE, "cluster gone: pull mode stops");
+            return;
+        }
+        state.run_pass(&sim).await;
+    }
 }
