@@ -136,50 +136,14 @@ pub struct ArgoCdSetup {
 impl ArgoCdSetup {
     /// Reads a request body; an error names the field at fault.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
-        const FIELDS: [&str; 5] = ["url", "branch", "path", "username", "token"];
-        let value: Value =
-            serde_json::from_slice(body).map_err(|problem| format!("invalid JSON: {problem}"))?;
-        let Value::Object(fields) = value else {
-            return Err("the body must be a JSON object".into());
-        };
-        if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
-            return Err(format!(
-                "unknown field `{unknown}` (expected one of {FIELDS:?})"
-            ));
-        }
-        let string = |key: &str| match fields.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(format!("field `{key}` must be a string")),
-        };
-        let url = string("url")?
-            .filter(|url| !url.is_empty())
-            .ok_or("field `url` is required")?;
-        let branch = string("branch")?.unwrap_or_else(|| "main".into());
-        if branch.is_empty() {
-            return Err("field `branch` must not be empty".into());
-        }
-        let path = string("path")?
-            .filter(|path| !path.is_empty())
-            .ok_or("field `path` is required")?;
-        if let Err(problem) = check_path(&path) {
-            return Err(format!("field `path`: {problem}"));
-        }
-        let username = string("username")?.filter(|name| !name.is_empty());
-        let token = string("token")?.filter(|token| !token.is_empty());
-        let auth = match (&username, &token) {
-            (Some(_), Some(_)) => "token",
-            (None, None) => "none",
-            (None, Some(_)) => return Err("field `username` is required with `token`".into()),
-            (Some(_), None) => return Err("field `token` is required with `username`".into()),
-        };
+        let body = pull::SetupBody::parse(body, "path", check_path)?;
         Ok(Self {
-            url,
-            branch,
-            path,
-            username,
-            token,
-            auth: auth.into(),
+            url: body.url,
+            branch: body.branch,
+            path: body.folder,
+            username: body.username,
+            token: body.token,
+            auth: body.auth.into(),
         })
     }
 }
@@ -189,10 +153,7 @@ fn check_path(path: &str) -> Result<(), String> {
     if Path::new(path).is_absolute() {
         return Err(format!("{path}: app path is absolute"));
     }
-    if Path::new(path)
-        .components()
-        .any(|part| matches!(part, std::path::Component::ParentDir))
-    {
+    if pull::leaves_repository(path) {
         return Err(format!("{path}: app path outside root"));
     }
     Ok(())

@@ -113,58 +113,22 @@ pub struct ConfigSyncSetup {
 impl ConfigSyncSetup {
     /// Reads a request body; an error names the field at fault.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
-        const FIELDS: [&str; 5] = ["url", "branch", "dir", "username", "token"];
-        let value: Value =
-            serde_json::from_slice(body).map_err(|problem| format!("invalid JSON: {problem}"))?;
-        let Value::Object(fields) = value else {
-            return Err("the body must be a JSON object".into());
-        };
-        if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
-            return Err(format!(
-                "unknown field `{unknown}` (expected one of {FIELDS:?})"
-            ));
-        }
-        let string = |key: &str| match fields.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(format!("field `{key}` must be a string")),
-        };
-        let url = string("url")?
-            .filter(|url| !url.is_empty())
-            .ok_or("field `url` is required")?;
-        let branch = string("branch")?.unwrap_or_else(|| "main".into());
-        if branch.is_empty() {
-            return Err("field `branch` must not be empty".into());
-        }
-        let dir = string("dir")?
-            .filter(|dir| !dir.is_empty())
-            .ok_or("field `dir` is required")?;
-        if leaves_repository(&dir) {
-            return Err(format!("field `dir` ({dir:?}) leaves the repository"));
-        }
-        let username = string("username")?.filter(|name| !name.is_empty());
-        let token = string("token")?.filter(|token| !token.is_empty());
-        let auth = match (&username, &token) {
-            (Some(_), Some(_)) => "token",
-            (None, None) => "none",
-            (None, Some(_)) => return Err("field `username` is required with `token`".into()),
-            (Some(_), None) => return Err("field `token` is required with `username`".into()),
-        };
+        let body = pull::SetupBody::parse(body, "dir", |dir| {
+            if pull::leaves_repository(dir) {
+                Err(format!("{dir:?} leaves the repository"))
+            } else {
+                Ok(())
+            }
+        })?;
         Ok(Self {
-            url,
-            branch,
-            dir,
-            username,
-            token,
-            auth: auth.into(),
+            url: body.url,
+            branch: body.branch,
+            dir: body.folder,
+            username: body.username,
+            token: body.token,
+            auth: body.auth.into(),
         })
     }
-}
-
-fn leaves_repository(dir: &str) -> bool {
-    Path::new(dir)
-        .components()
-        .any(|part| matches!(part, std::path::Component::ParentDir))
 }
 
 /// Config Sync of every cluster that has it.
@@ -616,7 +580,7 @@ fn source_of(api: &Api<'_>, key: &SyncKey, object: &Value) -> Result<Source, Syn
         revision => Some(revision.to_owned()),
     };
     let raw_dir = text(object, "/spec/git/dir");
-    if leaves_repository(raw_dir) {
+    if pull::leaves_repository(raw_dir) {
         return Err(SyncError::Source(format!(
             "spec.git.dir {raw_dir:?} leaves the repository"
         )));

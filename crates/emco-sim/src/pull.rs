@@ -638,3 +638,78 @@ async fn reconcile_loop<P: Puller>(sim: Weak<Sim>, state: Arc<P>) {
         state.run_pass(&sim).await;
     }
 }
+
+/// A pull mode's setup body, read the same way by every mode: `url` (required), `branch`
+/// (default `main`), one folder field (required, checked by the mode), and `username` with
+/// `token` (both or neither). Errors name the field at fault.
+pub(crate) struct SetupBody {
+    pub url: String,
+    pub branch: String,
+    pub folder: String,
+    pub username: Option<String>,
+    pub token: Option<String>,
+    /// `token` with credentials, else `none`.
+    pub auth: &'static str,
+}
+
+impl SetupBody {
+    pub fn parse(
+        body: &[u8],
+        folder_field: &str,
+        check_folder: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<Self, String> {
+        let fields_known = ["url", "branch", folder_field, "username", "token"];
+        let value: Value =
+            serde_json::from_slice(body).map_err(|problem| format!("invalid JSON: {problem}"))?;
+        let Value::Object(fields) = value else {
+            return Err("the body must be a JSON object".into());
+        };
+        if let Some(unknown) = fields
+            .keys()
+            .find(|key| !fields_known.contains(&key.as_str()))
+        {
+            return Err(format!(
+                "unknown field `{unknown}` (expected one of {fields_known:?})"
+            ));
+        }
+        let string = |key: &str| match fields.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(format!("field `{key}` must be a string")),
+        };
+        let url = string("url")?
+            .filter(|url| !url.is_empty())
+            .ok_or("field `url` is required")?;
+        let branch = string("branch")?.unwrap_or_else(|| "main".into());
+        if branch.is_empty() {
+            return Err("field `branch` must not be empty".into());
+        }
+        let folder = string(folder_field)?
+            .filter(|folder| !folder.is_empty())
+            .ok_or_else(|| format!("field `{folder_field}` is required"))?;
+        check_folder(&folder).map_err(|problem| format!("field `{folder_field}`: {problem}"))?;
+        let username = string("username")?.filter(|name| !name.is_empty());
+        let token = string("token")?.filter(|token| !token.is_empty());
+        let auth = match (&username, &token) {
+            (Some(_), Some(_)) => "token",
+            (None, None) => "none",
+            (None, Some(_)) => return Err("field `username` is required with `token`".into()),
+            (Some(_), None) => return Err("field `token` is required with `username`".into()),
+        };
+        Ok(Self {
+            url,
+            branch,
+            folder,
+            username,
+            token,
+            auth,
+        })
+    }
+}
+
+/// Whether a folder path climbs out of the repository (`..`).
+pub(crate) fn leaves_repository(folder: &str) -> bool {
+    Path::new(folder)
+        .components()
+        .any(|part| matches!(part, std::path::Component::ParentDir))
+}

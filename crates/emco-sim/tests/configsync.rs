@@ -5,93 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Harness;
+use common::git::{Work, get_object, post, send};
 use emco_sim::git::GitUser;
 use serde_json::{Value, json};
-
-fn git_ok(dir: &Path, args: &[&str]) -> String {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A working copy of one repository of the simulator's Git server.
-struct Work {
-    dir: PathBuf,
-}
-
-impl Work {
-    fn new(base: &Path, name: &str, url_with_credentials: &str) -> Self {
-        let dir = base.join(format!("work-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        git_ok(&dir, &["init", "-q", "-b", "main"]);
-        git_ok(&dir, &["config", "user.email", "t@example.com"]);
-        git_ok(&dir, &["config", "user.name", "t"]);
-        git_ok(&dir, &["remote", "add", "origin", url_with_credentials]);
-        Self { dir }
-    }
-
-    fn write(&self, path: &str, content: impl AsRef<[u8]>) {
-        let file = self.dir.join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, content).unwrap();
-    }
-
-    fn remove(&self, path: &str) {
-        std::fs::remove_file(self.dir.join(path)).unwrap();
-    }
-
-    /// Commits everything, pushes, answers the commit's sha.
-    fn push(&self, message: &str) -> String {
-        git_ok(&self.dir, &["add", "-A"]);
-        git_ok(&self.dir, &["commit", "-q", "-m", message]);
-        git_ok(&self.dir, &["push", "-q", "origin", "main"]);
-        git_ok(&self.dir, &["rev-parse", "HEAD"]).trim().to_owned()
-    }
-}
-
-async fn send(method: &str, url: &str, content_type: &str, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(method.parse().unwrap(), url);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", content_type)
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn post(url: &str, body: Option<Value>) -> (u16, Value) {
-    send("POST", url, "application/json", body).await
-}
-
-async fn get_object(harness: &Harness, cluster: &str, path: &str) -> Option<Value> {
-    let url = format!("{}{path}", harness.sim().server_url(cluster));
-    let response = reqwest::get(&url).await.unwrap();
-    if response.status().as_u16() == 404 {
-        return None;
-    }
-    assert!(response.status().is_success(), "GET {path}");
-    Some(response.json().await.unwrap())
-}
 
 const ROOT_SYNC: &str =
     "/apis/configsync.gke.io/v1beta1/namespaces/config-management-system/rootsyncs/root-sync";

@@ -5,89 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
 use common::Harness;
+use common::git::{Work, get_object, git, git_ok, post};
 use emco_sim::git::GitUser;
 use serde_json::{Value, json};
-
-fn git(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap()
-}
-
-fn git_ok(dir: &Path, args: &[&str]) -> String {
-    let output = git(dir, args);
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A working copy pushing to `url` with `token`.
-struct Work {
-    dir: PathBuf,
-}
-
-impl Work {
-    fn new(base: &Path, url_with_credentials: &str) -> Self {
-        let dir = base.join("work");
-        std::fs::create_dir_all(&dir).unwrap();
-        git_ok(&dir, &["init", "-q", "-b", "main"]);
-        git_ok(&dir, &["config", "user.email", "t@example.com"]);
-        git_ok(&dir, &["config", "user.name", "t"]);
-        git_ok(&dir, &["remote", "add", "origin", url_with_credentials]);
-        Self { dir }
-    }
-
-    fn write(&self, path: &str, content: &str) {
-        let file = self.dir.join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, content).unwrap();
-    }
-
-    fn remove(&self, path: &str) {
-        std::fs::remove_file(self.dir.join(path)).unwrap();
-    }
-
-    fn push(&self, message: &str) {
-        git_ok(&self.dir, &["add", "-A"]);
-        git_ok(&self.dir, &["commit", "-q", "-m", message]);
-        git_ok(&self.dir, &["push", "-q", "origin", "main"]);
-    }
-}
-
-async fn post(url: &str, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.post(url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn get_object(harness: &Harness, cluster: &str, path: &str) -> Option<Value> {
-    let url = format!("{}{path}", harness.sim().server_url(cluster));
-    let response = reqwest::get(&url).await.unwrap();
-    if response.status().as_u16() == 404 {
-        return None;
-    }
-    assert!(response.status().is_success(), "GET {path}");
-    Some(response.json().await.unwrap())
-}
 
 fn ready(object: &Value) -> (String, String) {
     let condition = &object["status"]["conditions"][0];
@@ -150,6 +71,7 @@ async fn flux_pulls_applies_updates_and_prunes_from_the_sims_git_server() {
     // Push with the token: JSON in a .yaml file, multi-document YAML in a nested directory.
     let work = Work::new(
         harness.dir.path(),
+        "gitrepo",
         &format!("http://emco:s3cret@{host}/git/gitrepo.git"),
     );
     let root = "clusters/provider-flux+cluster2";
@@ -432,7 +354,11 @@ async fn the_reconcile_loop_runs_by_itself() {
     let base = harness.running.url.clone();
     post(&format!("{base}/sim/git/repos/loop"), None).await;
     let host = base.strip_prefix("http://").unwrap();
-    let work = Work::new(harness.dir.path(), &format!("http://{host}/git/loop.git"));
+    let work = Work::new(
+        harness.dir.path(),
+        "loop",
+        &format!("http://{host}/git/loop.git"),
+    );
     work.write(
         "apps/cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: looped\n  namespace: default\n",

@@ -211,9 +211,11 @@ enum Puller {
     ArgoCd,
 }
 
-async fn start_test_pull(token: &str, puller: Puller) -> anyhow::Result<FluxBed> {
+/// The hub and `clusters` simulated clusters, the simulator serving Git with the token
+/// (pull modes every 300 ms), and its repository `gitrepo`'s URL.
+async fn start_git_bed(clusters: usize) -> anyhow::Result<(Bed, String)> {
     let bed = Bed::start_with(
-        2,
+        clusters,
         "cluster",
         "1s",
         &[
@@ -224,14 +226,20 @@ async fn start_test_pull(token: &str, puller: Puller) -> anyhow::Result<FluxBed>
         ],
     )
     .await?;
-    let client = &bed.client;
-    let repo: Value = client
+    let repo: Value = bed
+        .client
         .post(format!("{}/sim/git/repos/gitrepo", bed.sim.base_url))
         .send()
         .await?
         .json()
         .await?;
     let git_url = repo["url"].as_str().context("repo url")?.to_owned();
+    Ok((bed, git_url))
+}
+
+async fn start_test_pull(token: &str, puller: Puller) -> anyhow::Result<FluxBed> {
+    let (bed, git_url) = start_git_bed(2).await?;
+    let client = &bed.client;
     let bootstrap = match puller {
         Puller::Flux => {
             commit_bootstrap(&bed, &git_url)?;
@@ -583,26 +591,7 @@ fn objects_in(kubectl: &Kubectl, namespace: &str) -> anyhow::Result<Vec<String>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_anthos_example_syncs_a_privileged_cloud_through_its_repo_sync() -> anyhow::Result<()>
 {
-    let bed = Bed::start_with(
-        1,
-        "cluster",
-        "1s",
-        &[
-            "--git-user",
-            &format!("{GIT_USER}:{GIT_TOKEN}"),
-            "--flux-interval-ms",
-            "300",
-        ],
-    )
-    .await?;
-    let repo: Value = bed
-        .client
-        .post(format!("{}/sim/git/repos/gitrepo", bed.sim.base_url))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let git_url = repo["url"].as_str().context("repo url")?.to_owned();
+    let (bed, git_url) = start_git_bed(1).await?;
     let setup = bed
         .client
         .post(format!(

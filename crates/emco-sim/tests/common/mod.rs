@@ -4,6 +4,8 @@
 #![allow(dead_code)] // Each test crate uses a different subset of the harness.
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is the failure report.
 
+pub mod git;
+
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
