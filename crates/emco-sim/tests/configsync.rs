@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Harness;
-use common::git::{Work, get_object, post, send};
+use common::git::{Work, get_object, post};
+use common::send;
 use emco_sim::git::GitUser;
 use serde_json::{Value, json};
 

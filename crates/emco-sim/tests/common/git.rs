@@ -6,7 +6,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use super::Harness;
+use super::{Harness, send};
 
 /// `git -C dir ARGS` with no prompts and no system or user configuration.
 pub fn git(dir: &Path, args: &[&str]) -> Output {
@@ -65,27 +65,6 @@ impl Work {
         git_ok(&self.dir, &["push", "-q", "origin", "main"]);
         git_ok(&self.dir, &["rev-parse", "HEAD"]).trim().to_owned()
     }
-}
-
-/// `METHOD url` with an optional body of `content_type`: the status and the JSON answer
-/// (`null` when it is not JSON).
-pub async fn send(
-    method: &str,
-    url: &str,
-    content_type: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(method.parse().unwrap(), url);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", content_type)
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// `POST url` with a JSON body.

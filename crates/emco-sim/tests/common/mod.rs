@@ -138,18 +138,29 @@ impl Harness {
         content_type: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let mut request = client.request(method.parse().unwrap(), url);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", content_type)
-                .body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        send(method, url, content_type, body).await
     }
+}
+
+/// `METHOD url` with an optional body of `content_type`: the status and the JSON answer
+/// (`null` when it is not JSON).
+pub async fn send(
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), url);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", content_type)
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 pub fn stdout(output: &Output) -> String {
