@@ -277,6 +277,24 @@ fn object_file(
     }
 }
 
+/// Whether `path` is a plain relative path inside a repository: no absolute path, no empty,
+/// `.` or `..` component, nothing under `.git`, no quote, backslash or control character
+/// (which `git fast-import` would read as syntax). Kubernetes names never need any of these.
+pub fn plain_repo_path(path: &str) -> Result<(), String> {
+    let bad_component = path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..");
+    let bad_char = path
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\');
+    if bad_component || bad_char || path.starts_with(".git") {
+        return Err(format!(
+            "refusing to write {path:?}: not a plain relative path"
+        ));
+    }
+    Ok(())
+}
+
 /// The deployment a labelled object belongs to: `emco/deployment-id` is `{context}-{app}`
 /// (context ids are hex, without `-`).
 pub fn split_deployment_id(label: &str) -> Option<(&str, &str)> {
@@ -549,6 +567,25 @@ mod tests {
         let times = SyncTimes::from_kv("res", &kv(&[("syncInterval", "5")])).unwrap();
         assert_eq!((times.sync_interval_s, times.timeout_s), (5, 60));
         assert!(SyncTimes::from_kv("res", &kv(&[("timeOut", "soon")])).is_err());
+    }
+
+    #[test]
+    fn only_plain_relative_paths_are_written() {
+        assert!(
+            plain_repo_path("clusters/p+c/context/ab/app/web/system:web+ClusterRole.yaml").is_ok()
+        );
+        for bad in [
+            "/etc/passwd",
+            "clusters/../../x",
+            "clusters//x",
+            "clusters/./x",
+            ".git/config",
+            "clusters/a\"b",
+            "clusters/a\\b",
+            "clusters/a\nM 100644 inline x",
+        ] {
+            assert!(plain_repo_path(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -471,6 +471,60 @@ async fn objects_of_one_name_in_two_namespaces_get_a_file_each() {
 }
 
 #[tokio::test]
+async fn an_object_whose_file_name_is_unsafe_fails_alone() {
+    let hub = git_hub(true).await;
+    let context = AppContextBuilder::new(
+        DigRef::new("proj", "capp", "v1", "dig"),
+        1,
+        "2026-01-01T00:00:00Z",
+    )
+    .id("00000000000000e1")
+    .app(app_on(
+        "web",
+        resources(vec![
+            deployment("default", "web"),
+            config_map("default", "quoted\"name"),
+        ]),
+    ))
+    .build()
+    .unwrap();
+    hub.store_context(&context).await;
+    hub.run(Synchronizer::instantiate_ops(&context.id), &context.id)
+        .await;
+    let report = hub
+        .wait(&context.id, "the unsafe object failed", |report| {
+            report.apps[0].clusters[0]
+                .resources
+                .iter()
+                .any(|r| r.deployed == emco_core::status::DeployedStatus::Failed)
+        })
+        .await;
+    let failed = report.apps[0].clusters[0]
+        .resources
+        .iter()
+        .find(|r| r.name == "quoted\"name")
+        .unwrap();
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("not a plain relative path")),
+        "{failed:?}"
+    );
+    // The rest of the app reached the repository.
+    let app_dir = format!("{CLUSTER_DIR}/context/{}/app/web", context.id);
+    let deadline = std::time::Instant::now() + LONG;
+    while tree(&hub.remote, &app_dir) != vec![format!("{app_dir}/web+Deployment.yaml")] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            tree(&hub.remote, CLUSTER_DIR)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn concurrent_writers_of_one_repository_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let remote = dir.path().join("shared.git");

@@ -314,6 +314,11 @@ impl ClusterApi for GitCluster {
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str),
         );
+        // Refused here, this object fails alone; in the repository's writer it would fail
+        // every cluster sharing the repository.
+        gitops::plain_repo_path(&path).map_err(|problem| {
+            ClusterError::InvalidObject(format!("{} {}: {problem}", request.kind, request.name))
+        })?;
         let mut content = serde_json::to_vec_pretty(&object)
             .map_err(|error| ClusterError::InvalidObject(error.to_string()))?;
         content.push(b'\n');

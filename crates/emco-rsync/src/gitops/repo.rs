@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use emco_core::gitops;
 use tokio::process::Command;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, warn};
@@ -388,21 +389,11 @@ fn fast_import_commit(stream: &mut Vec<u8>, message: &str, when: u64, files: &[F
     stream.push(b'\n');
 }
 
-/// Refuses a path that could leave the clone or confuse fast-import (absolute, `..`, empty
-/// components, quotes or control characters). Kubernetes names never need any of these.
+/// Refuses a path that could leave the clone or confuse fast-import (see
+/// [`gitops::plain_repo_path`]); the Git target checks each object's path before staging it,
+/// so this is the last line.
 fn check_path(path: &str) -> Result<(), GitError> {
-    let bad_component = path
-        .split('/')
-        .any(|part| part.is_empty() || part == "." || part == "..");
-    let bad_char = path
-        .chars()
-        .any(|c| c.is_control() || c == '"' || c == '\\');
-    if bad_component || bad_char || path.starts_with(".git") {
-        return Err(GitError(format!(
-            "refusing to write {path:?}: not a plain relative path"
-        )));
-    }
-    Ok(())
+    gitops::plain_repo_path(path).map_err(GitError)
 }
 
 async fn writer(repo: GitRepo, mut receiver: mpsc::UnboundedReceiver<Queued>) {
