@@ -344,26 +344,17 @@ impl ClusterApi for GitCluster {
         if let Some(namespace) = namespace {
             names.push(format!("{name}+{kind}+{namespace}.yaml"));
         }
-        let mut candidates = Vec::new();
-        for file in &names {
-            candidates.extend(
-                self.repo
-                    .find(&prefix, file)
-                    .await
-                    .map_err(|error| self.git_error(error))?,
-            );
-            if self.kind == GitOpsType::Anthos {
-                // Apps of level-1 clouds live under `namespaces/`.
-                candidates.extend(
-                    self.repo
-                        .find("namespaces", file)
-                        .await
-                        .map_err(|error| self.git_error(error))?
-                        .into_iter()
-                        .filter(|path| gitops::context_of_path(provider, cluster, path).is_some()),
-                );
-            }
+        // The cluster's own folders only; apps of an Anthos level-1 cloud live under
+        // `namespaces/{ns}/`.
+        let mut prefixes = vec![prefix];
+        if self.kind == GitOpsType::Anthos {
+            prefixes.push(format!("namespaces/*/{provider}+{cluster}/context"));
         }
+        let mut candidates = self
+            .repo
+            .find(&prefixes, &names)
+            .await
+            .map_err(|error| self.git_error(error))?;
         // Written in this batch and not committed yet.
         candidates.extend(
             self.staged()

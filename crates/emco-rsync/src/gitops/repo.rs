@@ -112,14 +112,22 @@ impl GitRepo {
             .map_err(|_| GitError("the repository's writer has stopped".into()))?
     }
 
-    /// The paths under `prefix` (a folder) whose file name is `file_name`, as of the last
-    /// fetch (brought up to date first).
-    pub async fn find(&self, prefix: &str, file_name: &str) -> Result<Vec<String>, GitError> {
+    /// The paths under the folders `prefixes` whose file name is one of `file_names`, as of
+    /// the last fetch (brought up to date first), in one walk. A `*` component of a prefix
+    /// stands for any one folder (`namespaces/*/p+c/context`), so a walk stays inside the
+    /// folders asked for instead of the whole repository.
+    pub async fn find(
+        &self,
+        prefixes: &[String],
+        file_names: &[String],
+    ) -> Result<Vec<String>, GitError> {
         let mut synced = self.tree.lock().await;
         self.sync_for_read(&mut synced).await?;
-        let root = self.dir.join(prefix);
+        let mut stack: Vec<PathBuf> = prefixes
+            .iter()
+            .flat_map(|prefix| expand_prefix(&self.dir, prefix))
+            .collect();
         let mut found = Vec::new();
-        let mut stack = vec![root];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -128,7 +136,10 @@ impl GitRepo {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if entry.file_name().to_str() == Some(file_name)
+                } else if entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| file_names.iter().any(|wanted| wanted == name))
                     && let Ok(relative) = path.strip_prefix(&self.dir)
                 {
                     found.push(relative.to_string_lossy().into_owned());
@@ -136,6 +147,7 @@ impl GitRepo {
             }
         }
         found.sort();
+        found.dedup();
         Ok(found)
     }
 
@@ -491,6 +503,23 @@ fn remove_file(root: &Path, path: &Path) {
     }
 }
 
+/// The folders of the clone a prefix names, `*` components matched against what exists.
+fn expand_prefix(root: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![root.to_path_buf()];
+    for part in prefix.split('/').filter(|part| !part.is_empty()) {
+        dirs = if part == "*" {
+            dirs.iter()
+                .filter_map(|dir| std::fs::read_dir(dir).ok())
+                .flat_map(|entries| entries.flatten().map(|entry| entry.path()))
+                .filter(|path| path.is_dir() && !path.ends_with(".git"))
+                .collect()
+        } else {
+            dirs.iter().map(|dir| dir.join(part)).collect()
+        };
+    }
+    dirs
+}
+
 fn dir_has_files(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
@@ -514,5 +543,43 @@ fn remove_worktree_files(dir: &Path) {
         } else {
             std::fs::remove_file(&path)
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_star_in_a_prefix_matches_existing_folders_only() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        for dir in [
+            "namespaces/a/p+c/context",
+            "namespaces/b/p+other/context",
+            ".git/objects",
+        ] {
+            std::fs::create_dir_all(root.path().join(dir)).expect("folder");
+        }
+        let mut found: Vec<String> = expand_prefix(root.path(), "namespaces/*/p+c/context")
+            .into_iter()
+            .filter(|dir| dir.is_dir())
+            .filter_map(|dir| {
+                dir.strip_prefix(root.path())
+                    .ok()
+                    .map(|relative| relative.to_string_lossy().into_owned())
+            })
+            .collect();
+        found.sort();
+        assert_eq!(found, vec!["namespaces/a/p+c/context".to_owned()]);
+        assert_eq!(
+            expand_prefix(root.path(), "clusters/p+c/context"),
+            vec![root.path().join("clusters/p+c/context")]
+        );
+        // A star never walks into git's own folder.
+        assert!(
+            expand_prefix(root.path(), "*")
+                .iter()
+                .all(|dir| !dir.ends_with(".git"))
+        );
     }
 }
