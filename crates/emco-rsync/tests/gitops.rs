@@ -65,6 +65,20 @@ fn tree(repo: &Path, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the files on `main` under `prefix` satisfy `done` (the test fails after
+/// [`LONG`], showing them).
+async fn wait_tree(repo: &Path, prefix: &str, what: &str, done: impl Fn(&[String]) -> bool) {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let files = tree(repo, prefix);
+        if done(&files) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {files:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn show(repo: &Path, path: &str) -> Value {
     serde_json::from_str(&git(repo, &["show", &format!("main:{path}")])).unwrap()
 }
@@ -235,11 +249,10 @@ async fn a_flux_cluster_gets_files_and_follows_its_agent() {
         .await;
     // Committed in upstream's layout, the Flux Kustomization beside the deployment.
     let context_dir = format!("{CLUSTER_DIR}/context/{}", first.id);
-    let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, CLUSTER_DIR).len() < 4 {
-        assert!(std::time::Instant::now() < deadline, "nothing committed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_tree(&hub.remote, CLUSTER_DIR, "committed", |files| {
+        files.len() >= 4
+    })
+    .await;
     let files = tree(&hub.remote, CLUSTER_DIR);
     assert_eq!(
         files,
@@ -335,15 +348,13 @@ async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_i
     assert_eq!(report.status, AppContextStatus::Instantiating);
     // The server comes back: nothing was lost.
     bare_repo(&hub.remote);
-    let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, CLUSTER_DIR).len() < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing committed after recovery: {:?}",
-            hub.sync.context_status(&first.id).await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_tree(
+        &hub.remote,
+        CLUSTER_DIR,
+        "committed after recovery",
+        |files| files.len() >= 4,
+    )
+    .await;
     report_as_agent(hub.store.as_ref(), &hub.remote).await;
     let report = hub
         .wait(&first.id, "ready", |report| report.all_ready)
@@ -361,11 +372,10 @@ async fn a_silent_agent_leaves_the_cluster_retrying_until_it_reports_again() {
     hub.store_context(&first).await;
     hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
         .await;
-    let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, CLUSTER_DIR).len() < 4 {
-        assert!(std::time::Instant::now() < deadline, "nothing committed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_tree(&hub.remote, CLUSTER_DIR, "committed", |files| {
+        files.len() >= 4
+    })
+    .await;
     // The last report is older than the agent's allowed silence: nothing it says is trusted.
     let stale = now_ms() - emco_rsync::gitops::cluster::AGENT_SILENCE.as_millis() as u64 - 5_000;
     report_as_agent_at(hub.store.as_ref(), &hub.remote, stale).await;
@@ -421,15 +431,10 @@ async fn objects_of_one_name_in_two_namespaces_get_a_file_each() {
     hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
         .await;
     let app_dir = format!("{CLUSTER_DIR}/context/{}/app/web", first.id);
-    let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, &app_dir).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            tree(&hub.remote, CLUSTER_DIR)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_tree(&hub.remote, &app_dir, "a file per object", |files| {
+        files.len() >= 2
+    })
+    .await;
     assert_eq!(
         tree(&hub.remote, &app_dir),
         vec![
@@ -455,15 +460,13 @@ async fn objects_of_one_name_in_two_namespaces_get_a_file_each() {
     )
     .await;
     hub.sync.kick(&first.id);
-    let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, &app_dir).len() != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            tree(&hub.remote, &app_dir)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_tree(
+        &hub.remote,
+        &app_dir,
+        "the kube-system file removed",
+        |files| files.len() == 1,
+    )
+    .await;
     assert_eq!(
         tree(&hub.remote, &app_dir),
         vec![format!("{app_dir}/settings+ConfigMap.yaml")]
@@ -513,15 +516,13 @@ async fn an_object_whose_file_name_is_unsafe_fails_alone() {
     );
     // The rest of the app reached the repository.
     let app_dir = format!("{CLUSTER_DIR}/context/{}/app/web", context.id);
-    let deadline = std::time::Instant::now() + LONG;
-    while tree(&hub.remote, &app_dir) != vec![format!("{app_dir}/web+Deployment.yaml")] {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            tree(&hub.remote, CLUSTER_DIR)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_tree(
+        &hub.remote,
+        &app_dir,
+        "only the Deployment committed",
+        |files| files == vec![format!("{app_dir}/web+Deployment.yaml")],
+    )
+    .await;
 }
 
 #[tokio::test]
