@@ -20,7 +20,7 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // A benchmark: a panic is the failure report.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/e2e/common/mod.rs"]
 mod common;
 
 use std::path::Path;

@@ -71,7 +71,7 @@ use emco_helm::{HelmConfig, HelmRenderer, RenderRequest, Renderer};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
-#[path = "../tests/support/archive.rs"]
+#[path = "../tests/e2e/support/archive.rs"]
 mod archive;
 use archive::tar_gz;
 #[path = "support/proc_usage.rs"]
