@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -160,17 +160,14 @@ fn check_path(path: &str) -> Result<(), String> {
 }
 
 /// Argo CD of every cluster that has it.
-pub type ArgoCd = pull::PullModes<ArgoCluster>;
+pub type ArgoCd = pull::PullModes<ArgoCdMode>;
+
+/// Argo CD's application controller.
+#[derive(Debug)]
+pub enum ArgoCdMode {}
 
 /// One cluster's Argo CD.
-#[derive(Debug)]
-pub struct ArgoCluster {
-    cluster: String,
-    setup: ArgoCdSetup,
-    /// Serializes passes (the loop and explicit reconciles); counts them.
-    pass: tokio::sync::Mutex<u64>,
-    report: Mutex<Value>,
-}
+pub type ArgoCluster = pull::PullCluster<ArgoCdMode>;
 
 /// `POST /sim/clusters/{name}/argocd`: install, add the repository and the root Application,
 /// start reconciling.
@@ -198,13 +195,7 @@ pub async fn setup(
         }
         objects.push(described(&object));
     }
-    let state = Arc::new(ArgoCluster {
-        cluster: name.clone(),
-        setup: setup.clone(),
-        pass: tokio::sync::Mutex::new(0),
-        report: Mutex::new(json!({})),
-    });
-    sim.argocd.start(&sim, state);
+    sim.argocd.start(&sim, name.clone(), setup.clone());
     tracing::info!(cluster = %name, url = %setup.url, path = %setup.path, "argo cd set up");
     (
         StatusCode::CREATED,
@@ -223,28 +214,18 @@ pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -
     sim.argocd.show(&name)
 }
 
-impl pull::Puller for ArgoCluster {
+impl pull::Mode for ArgoCdMode {
     const MODE: &'static str = "argo cd";
     const MISSING: &'static str = "is not set up";
     const SETUP_FIELD: &'static str = "setup";
+    type Setup = ArgoCdSetup;
+    type Memory = u64;
 
-    fn cluster(&self) -> &str {
-        &self.cluster
-    }
-
-    fn setup(&self) -> Value {
-        serde_json::to_value(&self.setup).unwrap_or(Value::Null)
-    }
-
-    fn report(&self) -> Value {
-        self.report
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl std::future::Future<Output = ()> + Send + 'a {
-        run_pass(sim, self)
+    fn run_pass<'a>(
+        sim: &'a Sim,
+        state: &'a ArgoCluster,
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
+        run_pass(sim, state)
     }
 }
 
@@ -440,14 +421,11 @@ async fn run_pass(sim: &Sim, state: &ArgoCluster) {
         }
     }
     *passes += 1;
-    *state
-        .report
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = json!({
+    state.set_report(json!({
         "pass": *passes,
         "finished": meta::now_timestamp(),
         "applications": reports.into_values().collect::<Vec<_>>(),
-    });
+    }));
 }
 
 /// The Applications in `argocd`, by name.

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -132,17 +132,14 @@ impl ConfigSyncSetup {
 }
 
 /// Config Sync of every cluster that has it.
-pub type ConfigSync = pull::PullModes<SyncCluster>;
+pub type ConfigSync = pull::PullModes<ConfigSyncMode>;
+
+/// Config Sync's root and namespace reconcilers.
+#[derive(Debug)]
+pub enum ConfigSyncMode {}
 
 /// One cluster's Config Sync.
-#[derive(Debug)]
-pub struct SyncCluster {
-    cluster: String,
-    setup: ConfigSyncSetup,
-    /// Serializes passes (the loop and explicit reconciles), and keeps what outlives one.
-    pass: tokio::sync::Mutex<Memory>,
-    report: Mutex<Value>,
-}
+pub type SyncCluster = pull::PullCluster<ConfigSyncMode>;
 
 /// Which reconciler a sync object has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -172,7 +169,7 @@ type SyncKey = (Scope, String, String);
 
 /// What a cluster's reconcilers remember between passes.
 #[derive(Debug, Default)]
-struct Memory {
+pub struct Memory {
     passes: u64,
     syncs: BTreeMap<SyncKey, Remembered>,
 }
@@ -209,13 +206,7 @@ pub async fn setup(
         }
         objects.push(described(&object));
     }
-    let state = Arc::new(SyncCluster {
-        cluster: name.clone(),
-        setup: setup.clone(),
-        pass: tokio::sync::Mutex::new(Memory::default()),
-        report: Mutex::new(json!({})),
-    });
-    sim.configsync.start(&sim, state);
+    sim.configsync.start(&sim, name.clone(), setup.clone());
     tracing::info!(cluster = %name, url = %setup.url, dir = %setup.dir, "config sync set up");
     (
         StatusCode::CREATED,
@@ -234,28 +225,18 @@ pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -
     sim.configsync.show(&name)
 }
 
-impl pull::Puller for SyncCluster {
+impl pull::Mode for ConfigSyncMode {
     const MODE: &'static str = "config sync";
     const MISSING: &'static str = "is not set up";
     const SETUP_FIELD: &'static str = "setup";
+    type Setup = ConfigSyncSetup;
+    type Memory = Memory;
 
-    fn cluster(&self) -> &str {
-        &self.cluster
-    }
-
-    fn setup(&self) -> Value {
-        serde_json::to_value(&self.setup).unwrap_or(Value::Null)
-    }
-
-    fn report(&self) -> Value {
-        self.report
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl std::future::Future<Output = ()> + Send + 'a {
-        run_pass(sim, self)
+    fn run_pass<'a>(
+        sim: &'a Sim,
+        state: &'a SyncCluster,
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
+        run_pass(sim, state)
     }
 }
 
@@ -389,14 +370,11 @@ async fn run_pass(sim: &Sim, state: &SyncCluster) {
         }
     }
     memory.passes += 1;
-    *state
-        .report
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = json!({
+    state.set_report(json!({
         "pass": memory.passes,
         "finished": meta::now_timestamp(),
         "syncs": reports,
-    });
+    }));
 }
 
 /// Every RootSync in `config-management-system`, then every RepoSync.

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -78,21 +78,18 @@ fn default_path() -> String {
 }
 
 /// Pull mode of every cluster that has it.
-pub type Flux = pull::PullModes<FluxCluster>;
+pub type Flux = pull::PullModes<FluxMode>;
+
+/// Flux's source and kustomize controllers.
+#[derive(Debug)]
+pub enum FluxMode {}
 
 /// One cluster's pull mode.
-#[derive(Debug)]
-pub struct FluxCluster {
-    cluster: String,
-    bootstrap: FluxBootstrap,
-    /// Serializes passes (the loop and explicit reconciles), and keeps what outlives one.
-    pass: tokio::sync::Mutex<Memory>,
-    report: Mutex<Value>,
-}
+pub type FluxCluster = pull::PullCluster<FluxMode>;
 
 /// What a cluster's reconciler remembers between passes.
 #[derive(Debug, Default)]
-struct Memory {
+pub struct Memory {
     passes: u64,
     /// Kustomizations last seen: whether they prune, and their inventory.
     kustomizations: BTreeMap<(String, String), (bool, Vec<Entry>)>,
@@ -126,13 +123,7 @@ pub async fn bootstrap(
             return error(StatusCode::INTERNAL_SERVER_ERROR, problem);
         }
     }
-    let state = Arc::new(FluxCluster {
-        cluster: name.clone(),
-        bootstrap: bootstrap.clone(),
-        pass: tokio::sync::Mutex::new(Memory::default()),
-        report: Mutex::new(json!({})),
-    });
-    sim.flux.start(&sim, state);
+    sim.flux.start(&sim, name.clone(), bootstrap.clone());
     tracing::info!(cluster = %name, url = %bootstrap.url, "flux bootstrapped");
     (
         StatusCode::CREATED,
@@ -151,28 +142,18 @@ pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -
     sim.flux.show(&name)
 }
 
-impl pull::Puller for FluxCluster {
+impl pull::Mode for FluxMode {
     const MODE: &'static str = "flux";
     const MISSING: &'static str = "is not bootstrapped";
     const SETUP_FIELD: &'static str = "bootstrap";
+    type Setup = FluxBootstrap;
+    type Memory = Memory;
 
-    fn cluster(&self) -> &str {
-        &self.cluster
-    }
-
-    fn setup(&self) -> Value {
-        serde_json::to_value(&self.bootstrap).unwrap_or(Value::Null)
-    }
-
-    fn report(&self) -> Value {
-        self.report
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl std::future::Future<Output = ()> + Send + 'a {
-        run_pass(sim, self)
+    fn run_pass<'a>(
+        sim: &'a Sim,
+        state: &'a FluxCluster,
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
+        run_pass(sim, state)
     }
 }
 
@@ -314,15 +295,12 @@ async fn run_pass(sim: &Sim, state: &FluxCluster) {
         }
     }
     memory.passes += 1;
-    *state
-        .report
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = json!({
+    state.set_report(json!({
         "pass": memory.passes,
         "finished": meta::now_timestamp(),
         "gitRepositories": pass.report_sources,
         "kustomizations": pass.report_kustomizations,
-    });
+    }));
 }
 
 fn key_of(object: &Value) -> (String, String) {

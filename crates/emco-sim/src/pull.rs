@@ -524,31 +524,71 @@ pub(crate) fn read_manifests(checkout: &Path, file: &Path) -> Result<Vec<Value>,
     Ok(objects)
 }
 
-/// One pull mode's state on one cluster, as the shared registry, loop and endpoints drive it.
-pub trait Puller: Send + Sync + 'static {
+/// What makes one pull mode (Flux, Config Sync, Argo CD) differ from the others: how it is set
+/// up, what it remembers between passes, and one pass. The registry, loop and endpoints are
+/// shared ([`PullModes`], [`PullCluster`]).
+pub trait Mode: Sized + Send + Sync + 'static {
     /// The mode's name in messages and logs (`flux`, `config sync`, `argo cd`).
     const MODE: &'static str;
     /// Why the endpoints answer 404 without it (`is not set up`).
     const MISSING: &'static str;
     /// The field of the state answer that shows how it was set up.
     const SETUP_FIELD: &'static str;
-    fn cluster(&self) -> &str;
-    /// How it was set up (credentials left out).
-    fn setup(&self) -> Value;
+    /// How it was set up (serialized without credentials).
+    type Setup: Serialize + std::fmt::Debug + Send + Sync + 'static;
+    /// What a cluster's reconciler remembers between passes.
+    type Memory: Default + std::fmt::Debug + Send + 'static;
+    /// One reconcile pass over the cluster (passes are serialized by [`PullCluster::pass`]).
+    fn run_pass<'a>(
+        sim: &'a Sim,
+        state: &'a PullCluster<Self>,
+    ) -> impl Future<Output = ()> + Send + 'a;
+}
+
+/// One pull mode's state on one cluster.
+#[derive(Debug)]
+pub struct PullCluster<M: Mode> {
+    pub(crate) cluster: String,
+    pub(crate) setup: M::Setup,
+    /// Serializes passes (the loop and explicit reconciles), and keeps what outlives one.
+    pub(crate) pass: tokio::sync::Mutex<M::Memory>,
     /// What the last pass found.
-    fn report(&self) -> Value;
-    /// One reconcile pass over the cluster (passes are serialized by the mode).
-    fn run_pass<'a>(&'a self, sim: &'a Sim) -> impl Future<Output = ()> + Send + 'a;
+    report: Mutex<Value>,
+}
+
+impl<M: Mode> PullCluster<M> {
+    pub(crate) fn new(cluster: String, setup: M::Setup) -> Self {
+        Self {
+            cluster,
+            setup,
+            pass: tokio::sync::Mutex::default(),
+            report: Mutex::new(json!({})),
+        }
+    }
+
+    pub(crate) fn set_report(&self, report: Value) {
+        *self
+            .report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = report;
+    }
+
+    fn report(&self) -> Value {
+        self.report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// A pull mode on every cluster that has it: each with a loop reconciling every
 /// [`crate::SimOptions::flux_interval`], stopped when the cluster goes or the mode is dropped.
 #[derive(Debug)]
-pub struct PullModes<P> {
-    clusters: Mutex<HashMap<String, Enabled<P>>>,
+pub struct PullModes<M: Mode> {
+    clusters: Mutex<HashMap<String, Enabled<M>>>,
 }
 
-impl<P> Default for PullModes<P> {
+impl<M: Mode> Default for PullModes<M> {
     fn default() -> Self {
         Self {
             clusters: Mutex::default(),
@@ -557,18 +597,18 @@ impl<P> Default for PullModes<P> {
 }
 
 #[derive(Debug)]
-struct Enabled<P> {
-    state: Arc<P>,
+struct Enabled<M: Mode> {
+    state: Arc<PullCluster<M>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl<P> Drop for Enabled<P> {
+impl<M: Mode> Drop for Enabled<M> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl<P: Puller> PullModes<P> {
+impl<M: Mode> PullModes<M> {
     /// Stops the mode on a cluster (it was removed).
     pub fn forget(&self, cluster: &str) {
         self.clusters
@@ -577,7 +617,7 @@ impl<P: Puller> PullModes<P> {
             .remove(cluster);
     }
 
-    pub(crate) fn get(&self, cluster: &str) -> Option<Arc<P>> {
+    pub(crate) fn get(&self, cluster: &str) -> Option<Arc<PullCluster<M>>> {
         self.clusters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -585,13 +625,14 @@ impl<P: Puller> PullModes<P> {
             .map(|enabled| enabled.state.clone())
     }
 
-    /// Starts reconciling `state`'s cluster (replacing an earlier setup).
-    pub(crate) fn start(&self, sim: &Arc<Sim>, state: Arc<P>) {
+    /// Starts reconciling `cluster` as `setup` says (replacing an earlier setup).
+    pub(crate) fn start(&self, sim: &Arc<Sim>, cluster: String, setup: M::Setup) {
+        let state = Arc::new(PullCluster::new(cluster, setup));
         let task = tokio::spawn(reconcile_loop(Arc::downgrade(sim), state.clone()));
         self.clusters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(state.cluster().to_owned(), Enabled { state, task });
+            .insert(state.cluster.clone(), Enabled { state, task });
     }
 
     /// `POST …/reconcile`: one pass now; answers with the state once it is done.
@@ -599,7 +640,7 @@ impl<P: Puller> PullModes<P> {
         let Some(state) = self.get(name) else {
             return self.missing(name);
         };
-        state.run_pass(sim).await;
+        M::run_pass(sim, &state).await;
         self.show(name)
     }
 
@@ -609,19 +650,19 @@ impl<P: Puller> PullModes<P> {
             return self.missing(name);
         };
         let mut answer = json!({"cluster": name, "lastPass": state.report()});
-        answer[P::SETUP_FIELD] = state.setup();
+        answer[M::SETUP_FIELD] = serde_json::to_value(&state.setup).unwrap_or(Value::Null);
         Json(answer).into_response()
     }
 
     fn missing(&self, name: &str) -> Response {
         error(
             StatusCode::NOT_FOUND,
-            format!("{} {} on {name}", P::MODE, P::MISSING),
+            format!("{} {} on {name}", M::MODE, M::MISSING),
         )
     }
 }
 
-async fn reconcile_loop<P: Puller>(sim: Weak<Sim>, state: Arc<P>) {
+async fn reconcile_loop<M: Mode>(sim: Weak<Sim>, state: Arc<PullCluster<M>>) {
     let period = match sim.upgrade() {
         Some(sim) => sim.options.flux_interval.max(Duration::from_millis(10)),
         None => return,
@@ -631,11 +672,11 @@ async fn reconcile_loop<P: Puller>(sim: Weak<Sim>, state: Arc<P>) {
     loop {
         ticks.tick().await;
         let Some(sim) = sim.upgrade() else { return };
-        if sim.cluster(state.cluster()).is_none() {
-            tracing::info!(cluster = %state.cluster(), mode = P::MODE, "cluster gone: pull mode stops");
+        if sim.cluster(&state.cluster).is_none() {
+            tracing::info!(cluster = %state.cluster, mode = M::MODE, "cluster gone: pull mode stops");
             return;
         }
-        state.run_pass(&sim).await;
+        M::run_pass(&sim, &state).await;
     }
 }
 
