@@ -80,8 +80,12 @@ fn start_agent(bed: &Bed, provider: &str, cluster: &str) -> anyhow::Result<Agent
 
 /// collectd's objects on a cluster, as kubectl lists them (`Kind/name`).
 fn collectd_objects(kubectl: &Kubectl) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = kubectl
-        .labelled("daemonsets,configmaps")?
+    Ok(kind_and_names(&kubectl.labelled("daemonsets,configmaps")?))
+}
+
+/// `Kind/name` of each object, sorted.
+fn kind_and_names(objects: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = objects
         .iter()
         .map(|object| {
             format!(
@@ -92,7 +96,7 @@ fn collectd_objects(kubectl: &Kubectl) -> anyhow::Result<Vec<String>> {
         })
         .collect();
     names.sort();
-    Ok(names)
+    names
 }
 
 /// What `flux bootstrap --path=clusters/provider-flux+cluster2` commits: the cluster's own
@@ -560,25 +564,14 @@ fn git_file(bed: &Bed, path: &str) -> anyhow::Result<Value> {
 
 /// The objects of a namespace on a cluster, as kubectl lists them (`Kind/name`).
 fn objects_in(kubectl: &Kubectl, namespace: &str) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = kubectl
-        .get_json(&[
-            "daemonsets,configmaps",
-            "-n",
-            namespace,
-            "-l",
-            "emco/deployment-id",
-        ])?
-        .iter()
-        .map(|object| {
-            format!(
-                "{}/{}",
-                object["kind"].as_str().unwrap_or_default(),
-                object["metadata"]["name"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
-    names.sort();
-    Ok(names)
+    let args = [
+        "daemonsets,configmaps",
+        "-n",
+        namespace,
+        "-l",
+        "emco/deployment-id",
+    ];
+    Ok(kind_and_names(&kubectl.get_json(&args)?))
 }
 
 /// Upstream's test-anthos unchanged through emcoctl: a privileged (level-1) logical cloud on

@@ -477,24 +477,12 @@ impl Kubectl {
 
     /// `kubectl get ARGS -o json`: the items.
     pub fn get_json(&self, args: &[&str]) -> anyhow::Result<Vec<Value>> {
-        let output = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache_dir)
-            .arg("--request-timeout=10s")
-            .arg("get")
-            .args(args)
-            .args(["-o", "json"])
-            .output()
-            .context("running kubectl (1.32 is expected on PATH)")?;
-        ensure!(
-            output.status.success(),
-            "kubectl get {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let list: Value = serde_json::from_slice(&output.stdout)?;
+        let get: Vec<&str> = ["get"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .chain(["-o", "json"])
+            .collect();
+        let list: Value = serde_json::from_str(&self.run(&get)?)?;
         Ok(list["items"].as_array().cloned().unwrap_or_default())
     }
 }
