@@ -21,26 +21,11 @@ const CLOUD: &str = "/v2/projects/proj1/logical-clouds/lc1";
 const GROUP: &str = "/v2/projects/proj1/composite-apps/test-collectd/v1/deployment-intent-groups/collectd-deployment-intent-group";
 const NAMESPACE: &str = "standard-lc-ns";
 
-/// Upstream's generated values with the simulator's kubeconfigs.
+/// Upstream's generated values with the simulator's kubeconfigs; the archives stay relative.
 fn values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
     let source = generated("examples/dcm-advanced/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = match line.split_once("/path/to/") {
-            Some((head, file)) => {
-                let cluster = file.trim_end_matches(".kubeconfig");
-                format!("{head}{}", sim.kubeconfig(cluster).display())
-            }
-            None => line.to_owned(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = scratch.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let text = support::example_values(&source, false, |c| sim.kubeconfig(c), |_| None)?;
+    support::write_file(scratch.join("values.yaml"), &text)
 }
 
 /// `kubectl` with the kubeconfig at `path`: (success, stdout, stderr).
@@ -368,22 +353,8 @@ async fn dcm_advanced_standard_cloud_gives_its_user_a_namespace_and_a_working_ku
 /// Upstream's generated single-cluster values with the simulator's kubeconfig.
 fn single_cluster_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
     let source = generated("examples/single-cluster/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = match line.split_once(':') {
-            Some((key, value)) if value.contains("/path/to/") => {
-                format!("{key}: {}", sim.kubeconfig("cluster1").display())
-            }
-            _ => line.to_owned(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = scratch.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let text = support::example_values(&source, true, |c| sim.kubeconfig(c), |_| None)?;
+    support::write_file(scratch.join("values.yaml"), &text)
 }
 
 /// `templates/prerequisites-common.yaml`, `templates/prerequisites-lc-{kind}.yaml` and

@@ -25,23 +25,8 @@ const DTC_GROUP: &str = "/v2/projects/proj1/composite-apps/collection-composite-
 /// Upstream's generated values with the simulator's kubeconfigs.
 fn dtc_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
     let source = generated("examples/dtc/network_policy/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = match line.split_once(": /path/to/") {
-            Some((key, file)) => {
-                let cluster = file.trim_end_matches(".kubeconfig");
-                format!("{key}: {}", sim.kubeconfig(cluster).display())
-            }
-            None => line.to_owned(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = scratch.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let text = support::example_values(&source, true, |c| sim.kubeconfig(c), |_| None)?;
+    support::write_file(scratch.join("values.yaml"), &text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,31 +213,20 @@ prometheus-node-exporter:\n  rbac:\n    pspEnabled: false\n";
 /// Upstream's generated values with `output/X` and `/path/to/...` made real: the archives the
 /// setup script generated, the simulator's kubeconfig, and the profile above.
 fn single_cluster_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
-    let source = generated("examples/single-cluster/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let tarballs = generated("tarballs");
     let kube_prometheus_profile = scratch.join("kube-prometheus-stack_profile.tar.gz");
     std::fs::write(
         &kube_prometheus_profile,
         support::profile(KUBE_PROMETHEUS_PROFILE)?,
     )?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.split_once(':').map_or(line, |(key, _)| key);
-        let line = if key.trim() == "ProfileApp1" {
-            format!("{key}: {}", kube_prometheus_profile.display())
-        } else if line.contains("/path/to/") {
-            format!("{key}: {}", sim.kubeconfig("cluster1").display())
-        } else {
-            line.replace("output/", &format!("{}/", tarballs.display()))
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = scratch.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let profile = kube_prometheus_profile.display().to_string();
+    let source = generated("examples/single-cluster/values.yaml");
+    let text = support::example_values(
+        &source,
+        true,
+        |c| sim.kubeconfig(c),
+        |key| (key == "ProfileApp1").then(|| profile.clone()),
+    )?;
+    support::write_file(scratch.join("values.yaml"), &text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,51 +414,9 @@ const WAIT_SECS: i64 = 10;
 /// and its generated archives (`collectd`, `operator`, `nginx` and their `_profile`s) as the
 /// packages directory.
 fn dependency_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
-    let text = format!(
-        "PackagesPath: {packages}
-ProjectName: proj-depend-1
-ClusterProvider: provider-depend
-ClusterLabel: edge-cluster
-LogicalCloud: default
-CompositeApp: test-composite-app
-CompositeProfile: test-composite-profile
-GenericPlacementIntent: test-placement-intent
-DeploymentIntentGroup: test-deployment-intent
-Intent: intent
-RsyncPort: 30431
-GacPort: 30433
-OvnPort: 30432
-DtcPort: 30448
-NpsPort: 30438
-HostIP: 192.0.2.10
-APP1: collectd
-APP2: operator
-APP3: nginx
-Clusters:
-  - Name: cluster1
-    KubeConfig: {kube1}
-  - Name: cluster2
-    KubeConfig: {kube2}
-Applist:
-  - Name: collectd
-    Cluster:
-      - cluster1
-      - cluster2
-  - Name: operator
-    Cluster:
-      - cluster1
-  - Name: nginx
-    Cluster:
-      - cluster1
-      - cluster2
-",
-        packages = generated("tarballs").display(),
-        kube1 = sim.kubeconfig("cluster1").display(),
-        kube2 = sim.kubeconfig("cluster2").display(),
-    );
-    let path = scratch.join("values.yaml");
-    std::fs::write(&path, text)?;
-    Ok(path)
+    let source = generated("examples/test-dependency/values.yaml");
+    let text = support::example_values(&source, true, |c| sim.kubeconfig(c), |_| None)?;
+    support::write_file(scratch.join("values.yaml"), &text)
 }
 
 /// The time (Unix seconds) of condition `kind` with status True of `object`.

@@ -5,9 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
-use crate::support::{Emcoctl, generated, http_client, start_hub, upstream_example};
+use crate::support::{self, Emcoctl, generated, http_client, start_hub, upstream_example};
 
 /// Upstream deployment files of the single-cluster example (each has an `-instantiate.yaml`
 /// sibling holding approve/instantiate, which we do not apply yet).
@@ -18,34 +16,17 @@ const DEPLOYMENTS: &[&str] = &[
     "test-vfw-deployment.yaml",
 ];
 
-/// Upstream's generated values with `output/X` and `/path/to/...` placeholders made real.
+/// Upstream's generated values with `output/X` and `/path/to/...` placeholders made real (the
+/// kubeconfig names a cluster nobody calls: nothing here is deployed).
 fn values_file(dir: &Path) -> anyhow::Result<PathBuf> {
-    let source = generated("examples/single-cluster/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let kubeconfig = dir.join("cluster1.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
+    let kubeconfig = support::write_file(
+        dir.join("cluster1.kubeconfig"),
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1/clusters/c'}\n\
          contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: t}\n",
     )?;
-    let tarballs = generated("tarballs").display().to_string();
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = line.replace("output/", &format!("{tarballs}/"));
-        let line = match line.find("/path/to/") {
-            Some(_) => {
-                let (key, _) = line.split_once(':').unwrap_or((&line, ""));
-                format!("{key}: {}", kubeconfig.display())
-            }
-            None => line,
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = dir.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let source = generated("examples/single-cluster/values.yaml");
+    let text = support::example_values(&source, true, |_| kubeconfig.clone(), |_| None)?;
+    support::write_file(dir.join("values.yaml"), &text)
 }
 
 /// Calls allowed to fail, with why: applying networks to a cluster (ncm) is not built yet.

@@ -26,29 +26,22 @@ const GIT_BASIC: &str = "Z2l0dXNlcjpnaXR0b2tlbg==";
 /// on the Flux cluster only).
 fn flux_values(dir: &Path, bed: &Bed, git_url: &str, token: &str) -> anyhow::Result<PathBuf> {
     let source = generated("examples/test-flux/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.split_once(':').map_or(line, |(key, _)| key);
-        let line = match key.trim() {
-            "PackagesPath" => format!("{key}: {}", generated("tarballs").display()),
-            "KubeConfig" => format!("{key}: {}", bed.sim.kubeconfig("cluster1").display()),
-            "GitUrl" => format!("{key}: {git_url}"),
-            "GitToken" => format!("{key}: {token}"),
-            _ => line.to_owned(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let out = out.replace(
+    let text = support::example_values(
+        &source,
+        true,
+        |c| bed.sim.kubeconfig(c),
+        |key| match key {
+            "GitUrl" => Some(git_url.to_owned()),
+            "GitToken" => Some(token.to_owned()),
+            _ => None,
+        },
+    )?;
+    let text = text.replace(
         "        Cluster:\n          - cluster2\n",
         "        Cluster:\n          - cluster1\n          - cluster2\n",
     );
-    ensure!(out.contains("- cluster1\n          - cluster2"), "{out}");
-    let path = dir.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    ensure!(text.contains("- cluster1\n          - cluster2"), "{text}");
+    support::write_file(dir.join("values.yaml"), &text)
 }
 
 /// `emco agent` beside a cluster, killed with the test.
@@ -534,26 +527,21 @@ async fn a_refused_token_leaves_the_flux_cluster_retrying_until_its_sync_object_
 /// the simulator's `cluster1` (upstream's is `acm-cluster`).
 fn anthos_values(dir: &Path, git_url: &str) -> anyhow::Result<PathBuf> {
     let source = upstream_example("test-anthos/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.split_once(':').map_or(line, |(key, _)| key);
-        let line = match key.trim() {
-            "PackagesPath" => format!("{key}: {}", generated("tarballs").display()),
-            "GitUser" => format!("{key}: {GIT_USER}"),
-            "GitToken" => format!("{key}: {GIT_TOKEN}"),
-            "GitRepo" => format!("{key}: gitrepo"),
-            "GitUrl" => format!("{key}: {git_url}"),
-            "Cluster1" => format!("{key}: cluster1"),
-            _ => line.to_owned(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = dir.join("anthos-values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let text = support::example_values(
+        &source,
+        true,
+        // test-anthos names no kubeconfig: its cluster is registered with spec.gitOps only.
+        |cluster| PathBuf::from(cluster),
+        |key| match key {
+            "GitUser" => Some(GIT_USER.to_owned()),
+            "GitToken" => Some(GIT_TOKEN.to_owned()),
+            "GitRepo" => Some("gitrepo".to_owned()),
+            "GitUrl" => Some(git_url.to_owned()),
+            "Cluster1" => Some("cluster1".to_owned()),
+            _ => None,
+        },
+    )?;
+    support::write_file(dir.join("anthos-values.yaml"), &text)
 }
 
 fn git_file(bed: &Bed, path: &str) -> anyhow::Result<Value> {

@@ -22,28 +22,8 @@ use support::{Api, Emcoctl, Kubectl, Sim, generated, upstream_example, wait_for}
 /// generated archives as the packages directory.
 fn update_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
     let source = generated("examples/test-update/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.split_once(':').map_or(line, |(key, _)| key);
-        let line = if key.trim() == "PackagesPath" {
-            format!("{key}: {}", generated("tarballs").display())
-        } else if let Some(cluster) = line
-            .trim()
-            .strip_prefix("KubeConfig: /path/to/")
-            .and_then(|file| file.strip_suffix(".kubeconfig"))
-        {
-            format!("{key}: {}", sim.kubeconfig(cluster).display())
-        } else {
-            line.to_owned()
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = scratch.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let text = support::example_values(&source, true, |c| sim.kubeconfig(c), |_| None)?;
+    support::write_file(scratch.join("values.yaml"), &text)
 }
 
 const UPDATE_GROUP: &str = "/v2/projects/proj-update-1/composite-apps/test-composite-app/v1/deployment-intent-groups/test-deployment-intent";
@@ -578,23 +558,8 @@ const GAC_GROUP: &str = "/v2/projects/proj1/composite-apps/gac-composite-app/v1/
 /// archives.
 fn gac_values(scratch: &Path, sim: &Sim) -> anyhow::Result<PathBuf> {
     let source = generated("examples/test-gac/values.yaml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
-    let tarballs = generated("tarballs");
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.split_once(':').map_or(line, |(key, _)| key);
-        let line = if line.contains("/path/to/") {
-            format!("{key}: {}", sim.kubeconfig("cluster1").display())
-        } else {
-            line.replace("output/", &format!("{}/", tarballs.display()))
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = scratch.join("values.yaml");
-    std::fs::write(&path, out)?;
-    Ok(path)
+    let text = support::example_values(&source, true, |c| sim.kubeconfig(c), |_| None)?;
+    support::write_file(scratch.join("values.yaml"), &text)
 }
 
 /// upstream's test-gac `apply.sh {test_file}`: prerequisites, the test's resources, instantiate.

@@ -563,6 +563,50 @@ pub fn web_chart(name: &str) -> anyhow::Result<Vec<u8>> {
     )
 }
 
+/// Upstream's values file at `source` made real, line by line, as its setup scripts would:
+/// - a key `rewrite` answers for (indentation trimmed) gets that value;
+/// - `KEY: /path/to/{cluster}.kubeconfig` gets `kubeconfig(cluster)`;
+/// - with `archives`, `PackagesPath` and `output/...` point at the generated archives; without,
+///   they stay relative, for emcoctl run in a folder with `output` in it, as upstream runs.
+pub fn example_values(
+    source: &Path,
+    archives: bool,
+    kubeconfig: impl Fn(&str) -> PathBuf,
+    rewrite: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
+    let tarballs = generated("tarballs").display().to_string();
+    let mut out = String::new();
+    for line in text.lines() {
+        let (key, value) = line.split_once(':').unwrap_or((line, ""));
+        let cluster = value
+            .trim()
+            .strip_prefix("/path/to/")
+            .map(|file| file.trim_end_matches(".kubeconfig"));
+        let line = if let Some(value) = rewrite(key.trim()) {
+            format!("{key}: {value}")
+        } else if let Some(cluster) = cluster {
+            format!("{key}: {}", kubeconfig(cluster).display())
+        } else if archives && key.trim() == "PackagesPath" {
+            format!("{key}: {tarballs}")
+        } else if archives {
+            line.replace("output/", &format!("{tarballs}/"))
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Writes `text` to `path`; returns the path.
+pub fn write_file(path: PathBuf, text: &str) -> anyhow::Result<PathBuf> {
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// Seconds since the Unix epoch of an RFC 3339 UTC time (`2026-11-23T16:14:41Z`), as Kubernetes
 /// writes them (whole seconds).
 pub fn unix_seconds(stamp: &str) -> anyhow::Result<i64> {
