@@ -13,19 +13,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::pull::{self, Api, Entry, error, text};
+use crate::pull::{self, Api, Entry, text};
 use crate::{Sim, catalog, meta};
 
 /// The field manager of everything a sync applies (Argo CD's `ArgoCDSSAManager`).
@@ -169,57 +164,26 @@ pub enum ArgoCdMode {}
 /// One cluster's Argo CD.
 pub type ArgoCluster = pull::PullCluster<ArgoCdMode>;
 
-/// `POST /sim/clusters/{name}/argocd`: install, add the repository and the root Application,
-/// start reconciling.
-pub async fn setup(
-    State(sim): State<Arc<Sim>>,
-    UrlPath(name): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let setup = match ArgoCdSetup::parse(&body) {
-        Ok(setup) => setup,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
-    };
-    let Some(cluster) = sim.cluster(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("cluster {name} not found"));
-    };
-    let api = Api {
-        sim: &sim,
-        cluster,
-        agent: AGENT,
-    };
-    let mut objects = Vec::new();
-    for object in setup_objects(&setup) {
-        if let Err(problem) = api.apply(&object, SETUP_MANAGER).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, problem);
-        }
-        objects.push(described(&object));
-    }
-    sim.argocd.start(&sim, name.clone(), setup.clone());
-    tracing::info!(cluster = %name, url = %setup.url, path = %setup.path, "argo cd set up");
-    (
-        StatusCode::CREATED,
-        Json(json!({"cluster": name, "setup": setup, "objects": objects})),
-    )
-        .into_response()
-}
-
-/// `POST /sim/clusters/{name}/argocd/reconcile`: one pass now; answers when it is done.
-pub async fn reconcile(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    sim.argocd.reconcile(&sim, &name).await
-}
-
-/// `GET /sim/clusters/{name}/argocd`.
-pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    sim.argocd.show(&name)
-}
-
 impl pull::Mode for ArgoCdMode {
     const MODE: &'static str = "argo cd";
     const MISSING: &'static str = "is not set up";
     const SETUP_FIELD: &'static str = "setup";
     type Setup = ArgoCdSetup;
     type Memory = u64;
+    const SETUP_MANAGER: &'static str = SETUP_MANAGER;
+    const AGENT: &'static str = AGENT;
+
+    fn modes(sim: &Sim) -> &pull::PullModes<Self> {
+        &sim.argocd
+    }
+
+    fn parse(body: &[u8]) -> Result<ArgoCdSetup, (StatusCode, String)> {
+        ArgoCdSetup::parse(body).map_err(|problem| (StatusCode::BAD_REQUEST, problem))
+    }
+
+    fn setup_objects(setup: &ArgoCdSetup) -> Vec<Value> {
+        setup_objects(setup)
+    }
 
     fn run_pass<'a>(
         sim: &'a Sim,
@@ -311,16 +275,6 @@ fn setup_objects(setup: &ArgoCdSetup) -> Vec<Value> {
             "syncPolicy": {"automated": {"prune": true, "allowEmpty": true}}}}),
     );
     objects
-}
-
-/// `Kind/namespace/name`, or `Kind/name` when it has no namespace.
-fn described(object: &Value) -> String {
-    let kind = text(object, "/kind");
-    let name = text(object, "/metadata/name");
-    match text(object, "/metadata/namespace") {
-        "" => format!("{kind}/{name}"),
-        namespace => format!("{kind}/{namespace}/{name}"),
-    }
 }
 
 fn terminating(object: &Value) -> bool {

@@ -10,19 +10,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::pull::{self, Api, Entry, error, text};
+use crate::pull::{self, Api, Entry, described, text};
 use crate::{Sim, meta};
 
 /// The field manager of everything a reconciler applies (Config Sync's `configsync.FieldManager`).
@@ -181,56 +176,26 @@ struct Remembered {
     inventory: Vec<Entry>,
 }
 
-/// `POST /sim/clusters/{name}/configsync`: install, configure the RootSync, start reconciling.
-pub async fn setup(
-    State(sim): State<Arc<Sim>>,
-    UrlPath(name): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let setup = match ConfigSyncSetup::parse(&body) {
-        Ok(setup) => setup,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
-    };
-    let Some(cluster) = sim.cluster(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("cluster {name} not found"));
-    };
-    let api = Api {
-        sim: &sim,
-        cluster,
-        agent: AGENT,
-    };
-    let mut objects = Vec::new();
-    for object in setup_objects(&setup) {
-        if let Err(problem) = api.apply(&object, SETUP_MANAGER).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, problem);
-        }
-        objects.push(described(&object));
-    }
-    sim.configsync.start(&sim, name.clone(), setup.clone());
-    tracing::info!(cluster = %name, url = %setup.url, dir = %setup.dir, "config sync set up");
-    (
-        StatusCode::CREATED,
-        Json(json!({"cluster": name, "setup": setup, "objects": objects})),
-    )
-        .into_response()
-}
-
-/// `POST /sim/clusters/{name}/configsync/reconcile`: one pass now; answers when it is done.
-pub async fn reconcile(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    sim.configsync.reconcile(&sim, &name).await
-}
-
-/// `GET /sim/clusters/{name}/configsync`.
-pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    sim.configsync.show(&name)
-}
-
 impl pull::Mode for ConfigSyncMode {
     const MODE: &'static str = "config sync";
     const MISSING: &'static str = "is not set up";
     const SETUP_FIELD: &'static str = "setup";
     type Setup = ConfigSyncSetup;
     type Memory = Memory;
+    const SETUP_MANAGER: &'static str = SETUP_MANAGER;
+    const AGENT: &'static str = AGENT;
+
+    fn modes(sim: &Sim) -> &pull::PullModes<Self> {
+        &sim.configsync
+    }
+
+    fn parse(body: &[u8]) -> Result<ConfigSyncSetup, (StatusCode, String)> {
+        ConfigSyncSetup::parse(body).map_err(|problem| (StatusCode::BAD_REQUEST, problem))
+    }
+
+    fn setup_objects(setup: &ConfigSyncSetup) -> Vec<Value> {
+        setup_objects(setup)
+    }
 
     fn run_pass<'a>(
         sim: &'a Sim,
@@ -296,16 +261,6 @@ fn setup_objects(setup: &ConfigSyncSetup) -> Vec<Value> {
         "spec": {"sourceFormat": "unstructured", "git": git}}),
     );
     objects
-}
-
-/// `Kind/namespace/name`, or `Kind/name` when it has no namespace.
-fn described(object: &Value) -> String {
-    let kind = text(object, "/kind");
-    let name = text(object, "/metadata/name");
-    match text(object, "/metadata/namespace") {
-        "" => format!("{kind}/{name}"),
-        namespace => format!("{kind}/{namespace}/{name}"),
-    }
 }
 
 // ---- one pass ----

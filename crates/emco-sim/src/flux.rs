@@ -8,19 +8,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::pull::{self, Api, Entry, error, is_manifest, read_manifests, shown, text};
+use crate::pull::{self, Api, Entry, is_manifest, read_manifests, shown, text};
 use crate::{Sim, meta};
 
 /// The field manager of everything a Kustomization applies.
@@ -95,59 +90,31 @@ pub struct Memory {
     kustomizations: BTreeMap<(String, String), (bool, Vec<Entry>)>,
 }
 
-/// `POST /sim/clusters/{name}/flux`: bootstrap and start reconciling.
-pub async fn bootstrap(
-    State(sim): State<Arc<Sim>>,
-    UrlPath(name): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let bootstrap: FluxBootstrap = match serde_json::from_slice(&body) {
-        Ok(bootstrap) => bootstrap,
-        Err(problem) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("invalid body: {problem}"),
-            );
-        }
-    };
-    let Some(cluster) = sim.cluster(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("cluster {name} not found"));
-    };
-    let api = Api {
-        sim: &sim,
-        cluster,
-        agent: AGENT,
-    };
-    for object in bootstrap_objects(&bootstrap) {
-        if let Err(problem) = api.apply(&object, "flux").await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, problem);
-        }
-    }
-    sim.flux.start(&sim, name.clone(), bootstrap.clone());
-    tracing::info!(cluster = %name, url = %bootstrap.url, "flux bootstrapped");
-    (
-        StatusCode::CREATED,
-        Json(json!({"cluster": name, "bootstrap": bootstrap})),
-    )
-        .into_response()
-}
-
-/// `POST /sim/clusters/{name}/flux/reconcile`: one pass now; answers when it is done.
-pub async fn reconcile(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    sim.flux.reconcile(&sim, &name).await
-}
-
-/// `GET /sim/clusters/{name}/flux`.
-pub async fn show(State(sim): State<Arc<Sim>>, UrlPath(name): UrlPath<String>) -> Response {
-    sim.flux.show(&name)
-}
-
 impl pull::Mode for FluxMode {
     const MODE: &'static str = "flux";
     const MISSING: &'static str = "is not bootstrapped";
     const SETUP_FIELD: &'static str = "bootstrap";
     type Setup = FluxBootstrap;
     type Memory = Memory;
+    const SETUP_MANAGER: &'static str = "flux";
+    const AGENT: &'static str = AGENT;
+
+    fn modes(sim: &Sim) -> &pull::PullModes<Self> {
+        &sim.flux
+    }
+
+    fn parse(body: &[u8]) -> Result<FluxBootstrap, (StatusCode, String)> {
+        serde_json::from_slice(body).map_err(|problem| {
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid body: {problem}"),
+            )
+        })
+    }
+
+    fn setup_objects(setup: &FluxBootstrap) -> Vec<Value> {
+        bootstrap_objects(setup)
+    }
 
     fn run_pass<'a>(
         sim: &'a Sim,

@@ -499,24 +499,28 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/sim/git/up", post(git::up))
         .route(
             "/sim/clusters/{name}/flux",
-            get(flux::show).post(flux::bootstrap),
+            get(pull::show::<flux::FluxMode>).post(pull::setup::<flux::FluxMode>),
         )
-        .route("/sim/clusters/{name}/flux/reconcile", post(flux::reconcile))
+        .route(
+            "/sim/clusters/{name}/flux/reconcile",
+            post(pull::reconcile::<flux::FluxMode>),
+        )
         .route(
             "/sim/clusters/{name}/configsync",
-            get(configsync::show).post(configsync::setup),
+            get(pull::show::<configsync::ConfigSyncMode>)
+                .post(pull::setup::<configsync::ConfigSyncMode>),
         )
         .route(
             "/sim/clusters/{name}/configsync/reconcile",
-            post(configsync::reconcile),
+            post(pull::reconcile::<configsync::ConfigSyncMode>),
         )
         .route(
             "/sim/clusters/{name}/argocd",
-            get(argocd::show).post(argocd::setup),
+            get(pull::show::<argocd::ArgoCdMode>).post(pull::setup::<argocd::ArgoCdMode>),
         )
         .route(
             "/sim/clusters/{name}/argocd/reconcile",
-            post(argocd::reconcile),
+            post(pull::reconcile::<argocd::ArgoCdMode>),
         )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(sim)

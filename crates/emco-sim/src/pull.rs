@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -538,11 +539,80 @@ pub trait Mode: Sized + Send + Sync + 'static {
     type Setup: Serialize + std::fmt::Debug + Send + Sync + 'static;
     /// What a cluster's reconciler remembers between passes.
     type Memory: Default + std::fmt::Debug + Send + 'static;
+    /// The field manager of what setup applies.
+    const SETUP_MANAGER: &'static str;
+    /// The User-Agent of the mode's API requests.
+    const AGENT: &'static str;
+    /// The mode on every cluster of `sim` that has it.
+    fn modes(sim: &Sim) -> &PullModes<Self>;
+    /// The setup body, or the status and why it was refused.
+    fn parse(body: &[u8]) -> Result<Self::Setup, (StatusCode, String)>;
+    /// What setup leaves in the cluster (CRDs, the controllers' namespace, the root sync object).
+    fn setup_objects(setup: &Self::Setup) -> Vec<Value>;
     /// One reconcile pass over the cluster (passes are serialized by [`PullCluster::pass`]).
     fn run_pass<'a>(
         sim: &'a Sim,
         state: &'a PullCluster<Self>,
     ) -> impl Future<Output = ()> + Send + 'a;
+}
+
+/// `POST /sim/clusters/{name}/{mode}`: applies what the mode's install leaves in the cluster,
+/// then reconciles every [`crate::SimOptions::flux_interval`].
+pub async fn setup<M: Mode>(
+    State(sim): State<Arc<Sim>>,
+    UrlPath(name): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    let setup = match M::parse(&body) {
+        Ok(setup) => setup,
+        Err((status, problem)) => return error(status, problem),
+    };
+    let Some(cluster) = sim.cluster(&name) else {
+        return error(StatusCode::NOT_FOUND, format!("cluster {name} not found"));
+    };
+    let api = Api {
+        sim: &sim,
+        cluster,
+        agent: M::AGENT,
+    };
+    let mut objects = Vec::new();
+    for object in M::setup_objects(&setup) {
+        if let Err(problem) = api.apply(&object, M::SETUP_MANAGER).await {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, problem);
+        }
+        objects.push(described(&object));
+    }
+    let mut answer = json!({"cluster": name, "objects": objects});
+    answer[M::SETUP_FIELD] = serde_json::to_value(&setup).unwrap_or(Value::Null);
+    tracing::info!(cluster = %name, mode = M::MODE, "pull mode set up");
+    M::modes(&sim).start(&sim, name, setup);
+    (StatusCode::CREATED, Json(answer)).into_response()
+}
+
+/// `POST /sim/clusters/{name}/{mode}/reconcile`: one pass now; answers when it is done.
+pub async fn reconcile<M: Mode>(
+    State(sim): State<Arc<Sim>>,
+    UrlPath(name): UrlPath<String>,
+) -> Response {
+    M::modes(&sim).reconcile(&sim, &name).await
+}
+
+/// `GET /sim/clusters/{name}/{mode}`: how it was set up and what the last pass found.
+pub async fn show<M: Mode>(
+    State(sim): State<Arc<Sim>>,
+    UrlPath(name): UrlPath<String>,
+) -> Response {
+    M::modes(&sim).show(&name)
+}
+
+/// `Kind/namespace/name`, or `Kind/name` when it has no namespace.
+pub(crate) fn described(object: &Value) -> String {
+    let kind = text(object, "/kind");
+    let name = text(object, "/metadata/name");
+    match text(object, "/metadata/namespace") {
+        "" => format!("{kind}/{name}"),
+        namespace => format!("{kind}/{namespace}/{name}"),
+    }
 }
 
 /// One pull mode's state on one cluster.
