@@ -6,7 +6,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::Harness;
-use common::git::{Work, get_object, post};
+use common::git::{Work, check_setup_refusals, get_object, post};
 use common::send;
 use emco_sim::git::GitUser;
 use serde_json::{Value, json};
@@ -116,27 +116,8 @@ async fn the_root_app_brings_applications_that_sync_prune_and_cascade() {
     let sha = work.push("two deployments");
 
     // Bad bodies name the field; unknown clusters are 404.
+    check_setup_refusals(&base, "argocd", &url, "path", cluster).await;
     let setup = format!("{base}/sim/clusters/edge-1/argocd");
-    let (code, answer) = post(&setup, Some(json!({"url": url}))).await;
-    assert_eq!(code, 400, "{answer}");
-    assert!(
-        answer["error"].as_str().unwrap().contains("`path`"),
-        "{answer}"
-    );
-    let (code, answer) = post(&setup, Some(json!({"url": 7, "path": cluster}))).await;
-    assert_eq!(code, 400, "{answer}");
-    assert!(
-        answer["error"].as_str().unwrap().contains("`url`"),
-        "{answer}"
-    );
-    let (code, _) = post(
-        &format!("{base}/sim/clusters/nowhere/argocd"),
-        Some(json!({"url": url, "path": cluster})),
-    )
-    .await;
-    assert_eq!(code, 404);
-    let (code, _) = post(&format!("{setup}/reconcile"), None).await;
-    assert_eq!(code, 404, "not set up yet");
 
     let (code, answer) = post(
         &setup,

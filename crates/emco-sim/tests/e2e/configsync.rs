@@ -6,7 +6,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::Harness;
-use common::git::{Work, get_object, post};
+use common::git::{Work, check_setup_refusals, get_object, post};
 use common::send;
 use emco_sim::git::GitUser;
 use serde_json::{Value, json};
@@ -118,27 +118,8 @@ async fn root_and_namespace_reconcilers_apply_refuse_and_prune() {
     let team_sha = team.push("team");
 
     // Bad bodies name the field; unknown clusters are 404.
+    check_setup_refusals(&base, "configsync", &root_url, "dir", dir).await;
     let setup = format!("{base}/sim/clusters/edge-1/configsync");
-    let (code, answer) = post(&setup, Some(json!({"url": root_url}))).await;
-    assert_eq!(code, 400, "{answer}");
-    assert!(
-        answer["error"].as_str().unwrap().contains("`dir`"),
-        "{answer}"
-    );
-    let (code, answer) = post(&setup, Some(json!({"url": 7, "dir": dir}))).await;
-    assert_eq!(code, 400, "{answer}");
-    assert!(
-        answer["error"].as_str().unwrap().contains("`url`"),
-        "{answer}"
-    );
-    let (code, _) = post(
-        &format!("{base}/sim/clusters/nowhere/configsync"),
-        Some(json!({"url": root_url, "dir": dir})),
-    )
-    .await;
-    assert_eq!(code, 404);
-    let (code, _) = post(&format!("{setup}/reconcile"), None).await;
-    assert_eq!(code, 404, "not set up yet");
 
     let (code, answer) = post(
         &setup,

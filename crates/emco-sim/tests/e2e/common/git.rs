@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{Harness, send};
 
@@ -81,4 +81,30 @@ pub async fn get_object(harness: &Harness, cluster: &str, path: &str) -> Option<
     }
     assert!(response.status().is_success(), "GET {path}");
     Some(response.json().await.unwrap())
+}
+
+/// What every pull mode's setup refuses on `edge-1`: a body without its folder field
+/// (`folder_field`) or with a URL that is not a string is 400 naming the field; an unknown
+/// cluster is 404; a reconcile before setup is 404.
+pub async fn check_setup_refusals(
+    base: &str,
+    mode: &str,
+    url: &str,
+    folder_field: &str,
+    folder: &str,
+) {
+    let setup = format!("{base}/sim/clusters/edge-1/{mode}");
+    let (code, answer) = post(&setup, Some(json!({"url": url}))).await;
+    assert_eq!(code, 400, "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("`{folder_field}`")), "{answer}");
+    let (code, answer) = post(&setup, Some(json!({"url": 7, folder_field: folder}))).await;
+    assert_eq!(code, 400, "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(message.contains("`url`"), "{answer}");
+    let unknown = format!("{base}/sim/clusters/nowhere/{mode}");
+    let (code, _) = post(&unknown, Some(json!({"url": url, folder_field: folder}))).await;
+    assert_eq!(code, 404);
+    let (code, _) = post(&format!("{setup}/reconcile"), None).await;
+    assert_eq!(code, 404, "not set up yet");
 }
