@@ -52,6 +52,16 @@ pub struct Staged {
     apps: BTreeMap<String, ()>,
     written: usize,
     removed: usize,
+    /// The cluster's files on the branch, listed by the first delete since the last commit:
+    /// the deletes of one terminate then cost one walk of the clone, not one each (every walk
+    /// waits for the repository's writer). Only this hub writes the cluster's folders, through
+    /// this state, so the listing holds until its next commit; what is staged meanwhile is
+    /// looked up in `files`.
+    committed: Option<Arc<Vec<String>>>,
+    /// Commits made through this state. The workers of several deployments on this cluster
+    /// share it: a listing walked while another one committed may miss that commit's files,
+    /// so it serves its own delete but is not kept.
+    commits: u64,
 }
 
 pub struct GitCluster {
@@ -350,22 +360,38 @@ impl ClusterApi for GitCluster {
         if self.kind == GitOpsType::Anthos {
             prefixes.push(format!("namespaces/*/{provider}+{cluster}/context"));
         }
-        let mut candidates = self
-            .repo
-            .find(&prefixes, &names)
-            .await
-            .map_err(|error| self.git_error(error))?;
+        let (listed, commits) = {
+            let staged = self.staged();
+            (staged.committed.clone(), staged.commits)
+        };
+        let committed = match listed {
+            Some(committed) => committed,
+            None => {
+                let committed = Arc::new(
+                    self.repo
+                        .files_under(&prefixes)
+                        .await
+                        .map_err(|error| self.git_error(error))?,
+                );
+                let mut staged = self.staged();
+                if staged.commits == commits {
+                    staged.committed = Some(committed.clone());
+                }
+                committed
+            }
+        };
+        let named = |path: &&String| names.iter().any(|file| path.ends_with(&format!("/{file}")));
+        let mut candidates: Vec<String> = committed.iter().filter(named).cloned().collect();
         // Written in this batch and not committed yet.
         candidates.extend(
             self.staged()
                 .files
                 .iter()
-                .filter(|(path, content)| {
-                    content.is_some()
-                        && names.iter().any(|file| path.ends_with(&format!("/{file}")))
-                })
+                .filter(|(path, content)| content.is_some() && named(path))
                 .map(|(path, _)| path.clone()),
         );
+        candidates.sort();
+        candidates.dedup();
         // Keep the files that are this object's in their deployment: a plain name in a
         // deployment whose group namespace is another is another object's.
         let mut paths = Vec::new();
@@ -492,9 +518,15 @@ impl ClusterApi for GitCluster {
             })
             .await
             .map_err(|error| self.git_error(error))?;
+        {
+            // Whatever follows, the listing of the cluster's files predates this commit.
+            let mut now = self.staged();
+            now.commits += 1;
+            now.committed = None;
+        }
         self.sync_arc(&contexts).await?;
-        // Only what was committed: the worker is this cluster's only writer, so nothing was
-        // staged meanwhile, but be exact anyway.
+        // Only what was committed: the worker of another deployment on this cluster may have
+        // staged more meanwhile.
         let mut now = self.staged();
         for (path, content) in &staged.files {
             if now.files.get(path) == Some(content) {
@@ -502,7 +534,10 @@ impl ClusterApi for GitCluster {
             }
         }
         if now.files.is_empty() {
-            *now = Staged::default();
+            *now = Staged {
+                commits: now.commits,
+                ..Staged::default()
+            };
         }
         Ok(())
     }

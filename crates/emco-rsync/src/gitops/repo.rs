@@ -112,15 +112,11 @@ impl GitRepo {
             .map_err(|_| GitError("the repository's writer has stopped".into()))?
     }
 
-    /// The paths under the folders `prefixes` whose file name is one of `file_names`, as of
-    /// the last fetch (brought up to date first), in one walk. A `*` component of a prefix
-    /// stands for any one folder (`namespaces/*/p+c/context`), so a walk stays inside the
-    /// folders asked for instead of the whole repository.
-    pub async fn find(
-        &self,
-        prefixes: &[String],
-        file_names: &[String],
-    ) -> Result<Vec<String>, GitError> {
+    /// The paths of the files under the folders `prefixes`, as of the last fetch (brought up
+    /// to date first), in one walk. A `*` component of a prefix stands for any one folder
+    /// (`namespaces/*/p+c/context`), so a walk stays inside the folders asked for instead of
+    /// the whole repository.
+    pub async fn files_under(&self, prefixes: &[String]) -> Result<Vec<String>, GitError> {
         let mut synced = self.tree.lock().await;
         self.sync_for_read(&mut synced).await?;
         let mut stack: Vec<PathBuf> = prefixes
@@ -136,12 +132,7 @@ impl GitRepo {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|name| file_names.iter().any(|wanted| wanted == name))
-                    && let Ok(relative) = path.strip_prefix(&self.dir)
-                {
+                } else if let Ok(relative) = path.strip_prefix(&self.dir) {
                     found.push(relative.to_string_lossy().into_owned());
                 }
             }

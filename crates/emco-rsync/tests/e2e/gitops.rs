@@ -331,6 +331,168 @@ async fn a_flux_cluster_gets_files_and_follows_its_agent() {
     .await;
 }
 
+/// A revision whose one app holds `objects`.
+fn revision_of(id: &str, objects: Vec<Value>) -> AppContext {
+    revision_in("dig", id, objects)
+}
+
+/// [`revision_of`], of deployment intent group `dig`.
+fn revision_in(dig: &str, id: &str, objects: Vec<Value>) -> AppContext {
+    AppContextBuilder::new(
+        DigRef::new("proj", "capp", "v1", dig),
+        1,
+        "2026-01-01T00:00:00Z",
+    )
+    .id(id)
+    .app(app_on("web", resources(objects)))
+    .build()
+    .unwrap()
+}
+
+/// Deletes look files up in a listing of the cluster's folders made once per commit: a file
+/// committed after one listing must be found by the next terminate.
+#[tokio::test]
+async fn a_terminate_finds_files_committed_after_an_update_deleted_others() {
+    let hub = git_hub(true).await;
+    let first = revision_of("00000000000000f1", vec![deployment("default", "web")]);
+    hub.store_context(&first).await;
+    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
+        .await;
+    let app_dir = |id: &str| format!("{CLUSTER_DIR}/context/{id}/app/web");
+    let first_dir = app_dir(&first.id);
+    wait_tree(&hub.remote, CLUSTER_DIR, "instantiated", |files| {
+        files.contains(&format!("{first_dir}/web+Deployment.yaml"))
+    })
+    .await;
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&first.id, "ready", |report| report.all_ready)
+        .await;
+
+    // The update swaps the Deployment for a ConfigMap: one delete, one write.
+    let second = revision_of(
+        "00000000000000f2",
+        vec![config_map("default", "web-config")],
+    );
+    hub.store_context(&second).await;
+    hub.run(
+        Synchronizer::update_ops(&first.id, &second.id, &first.id, false),
+        &second.id,
+    )
+    .await;
+    hub.sync.kick(&first.id);
+    wait_tree(&hub.remote, CLUSTER_DIR, "updated", |files| {
+        files.contains(&format!("{first_dir}/web-config+ConfigMap.yaml"))
+            && !files.contains(&format!("{first_dir}/web+Deployment.yaml"))
+    })
+    .await;
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&second.id, "updated and ready", |report| {
+        report.status == AppContextStatus::Updated && report.all_ready
+    })
+    .await;
+
+    // The ConfigMap was committed after the update's listing: terminate still removes it.
+    hub.run(
+        Synchronizer::terminate_ops(&second.id, &second.id),
+        &second.id,
+    )
+    .await;
+    wait_tree(&hub.remote, CLUSTER_DIR, "everything removed", |files| {
+        files.is_empty()
+    })
+    .await;
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&second.id, "terminated", |report| {
+        report.status == AppContextStatus::Terminated
+    })
+    .await;
+}
+
+/// Two deployments on one cluster share its staged changes and its listing of files: both
+/// instantiated at once, then one updated (a delete and a write) while the other terminates,
+/// then the first terminated; nothing of either is left.
+#[tokio::test]
+async fn two_deployments_on_one_cluster_come_and_go_together() {
+    let hub = git_hub(true).await;
+    let one = revision_of(
+        "00000000000000e1",
+        vec![deployment("default", "web"), config_map("default", "one-a")],
+    );
+    let two = revision_in(
+        "other-dig",
+        "00000000000000e2",
+        vec![
+            config_map("default", "two-a"),
+            config_map("default", "two-b"),
+        ],
+    );
+    for context in [&one, &two] {
+        hub.store_context(context).await;
+    }
+    for context in [&one, &two] {
+        hub.run(Synchronizer::instantiate_ops(&context.id), &context.id)
+            .await;
+    }
+    wait_tree(&hub.remote, CLUSTER_DIR, "both instantiated", |files| {
+        files
+            .iter()
+            .filter(|file| file.ends_with("+ConfigMap.yaml"))
+            .count()
+            == 3
+    })
+    .await;
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    for context in [&one, &two] {
+        hub.wait(&context.id, "ready", |report| report.all_ready)
+            .await;
+    }
+
+    let updated = revision_of(
+        "00000000000000e3",
+        vec![deployment("default", "web"), config_map("default", "one-b")],
+    );
+    hub.store_context(&updated).await;
+    hub.run(
+        Synchronizer::update_ops(&one.id, &updated.id, &one.id, false),
+        &updated.id,
+    )
+    .await;
+    hub.sync.kick(&one.id);
+    hub.run(Synchronizer::terminate_ops(&two.id, &two.id), &two.id)
+        .await;
+    let one_dir = format!("{CLUSTER_DIR}/context/{}/app/web", one.id);
+    wait_tree(
+        &hub.remote,
+        CLUSTER_DIR,
+        "updated and other gone",
+        |files| {
+            files.contains(&format!("{one_dir}/one-b+ConfigMap.yaml"))
+                && !files.contains(&format!("{one_dir}/one-a+ConfigMap.yaml"))
+                && !files.iter().any(|file| file.contains(&two.id))
+        },
+    )
+    .await;
+    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.wait(&two.id, "terminated", |report| {
+        report.status == AppContextStatus::Terminated
+    })
+    .await;
+    hub.wait(&updated.id, "updated", |report| {
+        report.status == AppContextStatus::Updated && report.all_ready
+    })
+    .await;
+
+    hub.run(
+        Synchronizer::terminate_ops(&updated.id, &updated.id),
+        &updated.id,
+    )
+    .await;
+    wait_tree(&hub.remote, CLUSTER_DIR, "everything removed", |files| {
+        files.is_empty()
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_it_can() {
     let hub = git_hub(false).await;
