@@ -152,12 +152,8 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// What the cluster's agent would report now: the committed objects of the cluster, with the
-/// status a ready cluster gives them.
-async fn report_as_agent(store: &dyn Store, repo: &Path) {
-    report_as_agent_at(store, repo, now_ms()).await;
-}
-
+/// What the cluster's agent would report at `reported_ms`: the committed objects of the
+/// cluster, with the status a ready cluster gives them.
 async fn report_as_agent_at(store: &dyn Store, repo: &Path, reported_ms: u64) {
     let mut objects = Vec::new();
     for path in tree(repo, &format!("{CLUSTER_DIR}/context")) {
@@ -222,6 +218,22 @@ impl GitHub {
         self.sync.kick(id);
     }
 
+    /// Stores `context` and instantiates it.
+    async fn instantiate(&self, context: &AppContext) {
+        self.store_context(context).await;
+        self.run(Synchronizer::instantiate_ops(&context.id), &context.id)
+            .await;
+    }
+
+    async fn terminate(&self, id: &str) {
+        self.run(Synchronizer::terminate_ops(id, id), id).await;
+    }
+
+    /// The cluster's agent reports what is committed now.
+    async fn agent_reports(&self) {
+        report_as_agent_at(self.store.as_ref(), &self.remote, now_ms()).await;
+    }
+
     async fn store_context(&self, context: &AppContext) {
         for (key, value) in emco_core::appcontext::encode(context).unwrap() {
             self.store.put(&key, value).await.unwrap();
@@ -242,9 +254,7 @@ impl GitHub {
 async fn a_flux_cluster_gets_files_and_follows_its_agent() {
     let hub = git_hub(true).await;
     let first = revision("00000000000000a1", "hello");
-    hub.store_context(&first).await;
-    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
-        .await;
+    hub.instantiate(&first).await;
     // Committed in upstream's layout, the Flux Kustomization beside the deployment.
     let context_dir = format!("{CLUSTER_DIR}/context/{}", first.id);
     wait_tree(&hub.remote, CLUSTER_DIR, "committed", |files| {
@@ -283,7 +293,7 @@ async fn a_flux_cluster_gets_files_and_follows_its_agent() {
     // Not ready until the agent says so.
     let report = hub.sync.context_status(&first.id).await.unwrap().unwrap();
     assert!(!report.all_ready);
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&first.id, "ready", |report| report.all_ready)
         .await;
 
@@ -306,7 +316,7 @@ async fn a_flux_cluster_gets_files_and_follows_its_agent() {
         changed.trim(),
         format!("{context_dir}/app/web/web-config+ConfigMap.yaml")
     );
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&second.id, "updated and ready", |report| {
         report.status == AppContextStatus::Updated && report.all_ready
     })
@@ -314,17 +324,13 @@ async fn a_flux_cluster_gets_files_and_follows_its_agent() {
 
     // Terminate removes the files and the Kustomization; done once the agent no longer
     // reports the objects (Flux pruned them).
-    hub.run(
-        Synchronizer::terminate_ops(&second.id, &second.id),
-        &second.id,
-    )
-    .await;
+    hub.terminate(&second.id).await;
     let deadline = std::time::Instant::now() + LONG;
     while !tree(&hub.remote, CLUSTER_DIR).is_empty() {
         assert!(std::time::Instant::now() < deadline, "files not removed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&second.id, "terminated", |report| {
         report.status == AppContextStatus::Terminated
     })
@@ -355,16 +361,14 @@ fn revision_in(dig: &str, id: &str, objects: Vec<Value>) -> AppContext {
 async fn a_terminate_finds_files_committed_after_an_update_deleted_others() {
     let hub = git_hub(true).await;
     let first = revision_of("00000000000000f1", vec![deployment("default", "web")]);
-    hub.store_context(&first).await;
-    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
-        .await;
+    hub.instantiate(&first).await;
     let app_dir = |id: &str| format!("{CLUSTER_DIR}/context/{id}/app/web");
     let first_dir = app_dir(&first.id);
     wait_tree(&hub.remote, CLUSTER_DIR, "instantiated", |files| {
         files.contains(&format!("{first_dir}/web+Deployment.yaml"))
     })
     .await;
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&first.id, "ready", |report| report.all_ready)
         .await;
 
@@ -385,23 +389,19 @@ async fn a_terminate_finds_files_committed_after_an_update_deleted_others() {
             && !files.contains(&format!("{first_dir}/web+Deployment.yaml"))
     })
     .await;
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&second.id, "updated and ready", |report| {
         report.status == AppContextStatus::Updated && report.all_ready
     })
     .await;
 
     // The ConfigMap was committed after the update's listing: terminate still removes it.
-    hub.run(
-        Synchronizer::terminate_ops(&second.id, &second.id),
-        &second.id,
-    )
-    .await;
+    hub.terminate(&second.id).await;
     wait_tree(&hub.remote, CLUSTER_DIR, "everything removed", |files| {
         files.is_empty()
     })
     .await;
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&second.id, "terminated", |report| {
         report.status == AppContextStatus::Terminated
     })
@@ -427,11 +427,7 @@ async fn two_deployments_on_one_cluster_come_and_go_together() {
         ],
     );
     for context in [&one, &two] {
-        hub.store_context(context).await;
-    }
-    for context in [&one, &two] {
-        hub.run(Synchronizer::instantiate_ops(&context.id), &context.id)
-            .await;
+        hub.instantiate(context).await;
     }
     wait_tree(&hub.remote, CLUSTER_DIR, "both instantiated", |files| {
         files
@@ -441,7 +437,7 @@ async fn two_deployments_on_one_cluster_come_and_go_together() {
             == 3
     })
     .await;
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     for context in [&one, &two] {
         hub.wait(&context.id, "ready", |report| report.all_ready)
             .await;
@@ -458,8 +454,7 @@ async fn two_deployments_on_one_cluster_come_and_go_together() {
     )
     .await;
     hub.sync.kick(&one.id);
-    hub.run(Synchronizer::terminate_ops(&two.id, &two.id), &two.id)
-        .await;
+    hub.terminate(&two.id).await;
     let one_dir = format!("{CLUSTER_DIR}/context/{}/app/web", one.id);
     wait_tree(
         &hub.remote,
@@ -472,7 +467,7 @@ async fn two_deployments_on_one_cluster_come_and_go_together() {
         },
     )
     .await;
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&two.id, "terminated", |report| {
         report.status == AppContextStatus::Terminated
     })
@@ -482,11 +477,7 @@ async fn two_deployments_on_one_cluster_come_and_go_together() {
     })
     .await;
 
-    hub.run(
-        Synchronizer::terminate_ops(&updated.id, &updated.id),
-        &updated.id,
-    )
-    .await;
+    hub.terminate(&updated.id).await;
     wait_tree(&hub.remote, CLUSTER_DIR, "everything removed", |files| {
         files.is_empty()
     })
@@ -497,9 +488,7 @@ async fn two_deployments_on_one_cluster_come_and_go_together() {
 async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_it_can() {
     let hub = git_hub(false).await;
     let first = revision("00000000000000b1", "hello");
-    hub.store_context(&first).await;
-    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
-        .await;
+    hub.instantiate(&first).await;
     let report = hub
         .wait(&first.id, "retrying", |report| {
             report.apps[0].clusters[0].connectivity == Connectivity::Retrying
@@ -515,7 +504,7 @@ async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_i
         |files| files.len() >= 4,
     )
     .await;
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     let report = hub
         .wait(&first.id, "ready", |report| report.all_ready)
         .await;
@@ -529,9 +518,7 @@ async fn a_repository_that_cannot_be_reached_leaves_the_cluster_retrying_until_i
 async fn a_silent_agent_leaves_the_cluster_retrying_until_it_reports_again() {
     let hub = git_hub(true).await;
     let first = revision("00000000000000c1", "hello");
-    hub.store_context(&first).await;
-    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
-        .await;
+    hub.instantiate(&first).await;
     wait_tree(&hub.remote, CLUSTER_DIR, "committed", |files| {
         files.len() >= 4
     })
@@ -554,7 +541,7 @@ async fn a_silent_agent_leaves_the_cluster_retrying_until_it_reports_again() {
         "{cluster:?}"
     );
     // It reports again: ready.
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     let report = hub
         .wait(&first.id, "ready", |report| report.all_ready)
         .await;
@@ -587,9 +574,7 @@ fn same_names(id: &str, revision: u64, both: bool) -> AppContext {
 async fn objects_of_one_name_in_two_namespaces_get_a_file_each() {
     let hub = git_hub(true).await;
     let first = same_names("00000000000000d1", 1, true);
-    hub.store_context(&first).await;
-    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
-        .await;
+    hub.instantiate(&first).await;
     let app_dir = format!("{CLUSTER_DIR}/context/{}/app/web", first.id);
     wait_tree(&hub.remote, &app_dir, "a file per object", |files| {
         files.len() >= 2
@@ -607,7 +592,7 @@ async fn objects_of_one_name_in_two_namespaces_get_a_file_each() {
         &format!("{app_dir}/settings+ConfigMap+kube-system.yaml"),
     );
     assert_eq!(other["metadata"]["namespace"], "kube-system");
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&first.id, "ready", |report| report.all_ready)
         .await;
 
@@ -651,9 +636,7 @@ async fn an_object_whose_file_name_is_unsafe_fails_alone() {
     ))
     .build()
     .unwrap();
-    hub.store_context(&context).await;
-    hub.run(Synchronizer::instantiate_ops(&context.id), &context.id)
-        .await;
+    hub.instantiate(&context).await;
     let report = hub
         .wait(&context.id, "the unsafe object failed", |report| {
             report.apps[0].clusters[0]
@@ -784,9 +767,7 @@ async fn an_azure_arc_cluster_gets_a_flux_configuration_per_deployment() {
         sync: Synchronizer::new(store, Arc::new(connector), fast_config()),
     };
     let first = revision("00000000000000c1", "hello");
-    hub.store_context(&first).await;
-    hub.run(Synchronizer::instantiate_ops(&first.id), &first.id)
-        .await;
+    hub.instantiate(&first).await;
     let flux_config = format!(
         "PUT /subscriptions/sub/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/arc1/providers/Microsoft.KubernetesConfiguration/fluxConfigurations/config-{}?api-version=2022-03-01",
         first.id
@@ -821,18 +802,17 @@ async fn an_azure_arc_cluster_gets_a_flux_configuration_per_deployment() {
             .iter()
             .all(|path| path.contains("/context/"))
     );
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&first.id, "ready", |report| report.all_ready)
         .await;
-    hub.run(Synchronizer::terminate_ops(&first.id, &first.id), &first.id)
-        .await;
+    hub.terminate(&first.id).await;
     let delete = flux_config.replacen("PUT", "DELETE", 1);
     let deadline = std::time::Instant::now() + LONG;
     while !log.lock().unwrap().iter().any(|(line, _)| *line == delete) {
         assert!(std::time::Instant::now() < deadline, "no delete");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    report_as_agent(hub.store.as_ref(), &hub.remote).await;
+    hub.agent_reports().await;
     hub.wait(&first.id, "terminated", |report| {
         report.status == AppContextStatus::Terminated
     })
